@@ -1,0 +1,61 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { KeyRing } from './crypto/seal.js'
+import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
+import type { ResolvedOptions, TotpEvent } from './options.js'
+import type { AbilityBuilder } from './policy/abilities.js'
+import type { AttemptResult, TotpStore, UserRef } from './stores/store.js'
+import type { TotpRequestState } from './augment.js'
+
+/** Everything the gate, the routes and the operator API share. */
+export interface TotpContext {
+  opts: ResolvedOptions
+  store: TotpStore
+  keyRing: KeyRing
+  abilities: AbilityBuilder
+  emit: (request: FastifyRequest | null, event: TotpEvent) => void
+}
+
+/** Runs a store call; a store that cannot answer fails closed (S6). */
+export async function guarded<T> (op: Promise<T>): Promise<T> {
+  try {
+    return await op
+  } catch (err) {
+    throw new TotpUnavailableError({ cause: err })
+  }
+}
+
+export function requireUser (request: FastifyRequest): TotpRequestState {
+  if (request.totp === null) throw new TotpUnauthenticatedError()
+  return request.totp
+}
+
+export function locked (reply: FastifyReply, ms: number): never {
+  const seconds = Math.max(1, Math.ceil(ms / 1000))
+  reply.header('retry-after', String(seconds))
+  throw new TotpLockedError(seconds)
+}
+
+/** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */
+export async function failure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', charged?: AttemptResult): Promise<never> {
+  const [r, ipMs] = await guarded(Promise.all([
+    charged ?? ctx.store.fail(ref),
+    ctx.store.failIp(request.ip)
+  ]))
+  if (ipMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip: request.ip, lockedForMs: ipMs })
+  if (!r.ok && r.reason === 'locked') locked(reply, r.retryAfterMs)
+  if (!r.ok && r.reason === 'failed') {
+    ctx.emit(request, { type, ...ref, ip: request.ip, failures: r.failures })
+    if (r.lockedForMs > 0) ctx.emit(request, { type: 'locked', ...ref, ip: request.ip, failures: r.failures, lockedForMs: r.lockedForMs })
+  }
+  throw new TotpInvalidCodeError()
+}
+
+/** S5: a new session id once a code is verified; the app's own session data is carried over. */
+export async function markVerified (request: FastifyRequest, ref: UserRef, gen: number): Promise<void> {
+  const keep = Object.keys(request.session).filter((k) => k !== 'cookie' && k !== 'totp')
+  await request.session.regenerate(keep)
+  request.session.totp = { t: ref.tenant, u: ref.userId, g: gen }
+}
+
+export const userRef = (user: { id: string; tenant?: string }, defaultTenant: string): UserRef =>
+  ({ tenant: user.tenant ?? defaultTenant, userId: user.id })

@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import './augment.js'
+import { createKeyRing } from './crypto/seal.js'
+import type { TotpContext } from './context.js'
+import { createGate } from './gate.js'
+import { createOperator } from './operator.js'
+import { resolveOptions, type FastifyTotpOptions, type TotpEvent } from './options.js'
+import { defineTotpAbilities } from './policy/abilities.js'
+import { adminRoutes } from './routes/admin.js'
+import { strictInput } from './routes/schemas.js'
+import { setupRoutes } from './routes/setup.js'
+import { verifyRoutes } from './routes/verify.js'
+import { MemoryTotpStore } from './stores/memory.js'
+import { RedisTotpStore } from './stores/redis.js'
+import type { TotpStore } from './stores/store.js'
+
+async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOptions): Promise<void> {
+  const opts = resolveOptions(options)
+  const policy = { lock: opts.lock, ip: opts.ip }
+  let store: TotpStore
+  if (options.store !== undefined) store = options.store
+  else if (options.redis !== undefined) {
+    store = new RedisTotpStore({ client: options.redis, keyPrefix: opts.keyPrefix, settingsShards: opts.settingsShards, timeout: opts.timeout, ...policy })
+  } else {
+    fastify.log.warn('fastify-totp: in-memory store: state is per process and lost on restart; pass `redis` in production')
+    store = new MemoryTotpStore(policy)
+  }
+  let keyRing = opts.keyRing
+  if (keyRing === null) {
+    fastify.log.warn('fastify-totp: no encryptionKey: a random key for this process seals secrets (in-memory store only)')
+    keyRing = createKeyRing(randomBytes(32))
+  }
+
+  const onEvent = opts.onEvent
+  const emit = (request: FastifyRequest | null, event: TotpEvent): void => {
+    (request?.log ?? fastify.log).info({ totp: event }, `totp ${event.type}`)
+    if (onEvent === undefined) return
+    try {
+      Promise.resolve(onEvent(event)).catch((err: unknown) => fastify.log.error({ err }, 'fastify-totp onEvent failed'))
+    } catch (err) {
+      fastify.log.error({ err }, 'fastify-totp onEvent failed')
+    }
+  }
+
+  const ctx: TotpContext = { opts, store, keyRing, abilities: opts.defineAbilities ?? ((user) => defineTotpAbilities(user)), emit }
+  const operator = createOperator(ctx)
+  fastify.decorate('totp', operator)
+  fastify.decorateRequest('totp', null)
+  fastify.addHook('onRequest', createGate(ctx))
+
+  await fastify.register(async (scope) => {
+    strictInput(scope)
+    verifyRoutes(scope, ctx)
+    setupRoutes(scope, ctx)
+    adminRoutes(scope, ctx, operator)
+  }, { prefix: opts.prefix })
+}
+
+/** The plugin: register it after @fastify/cookie and @fastify/session. */
+export const totp = fp(fastifyTotp, {
+  fastify: '5.x',
+  name: 'fastify-totp',
+  dependencies: ['@fastify/cookie', '@fastify/session']
+})
+export default totp
+
+export * from './errors.js'
+export type { TotpRequestState, TotpRouteConfig, TotpSessionState } from './augment.js'
+export { DEFAULT_IP_LIMIT, DEFAULT_ISSUER, DEFAULT_KEY_PREFIX, DEFAULT_LOCKOUT, DEFAULT_PREFIX, DEFAULT_SETTINGS_SHARDS, DEFAULT_SETUP_TTL, DEFAULT_TENANT, DEFAULT_TIMEOUT } from './options.js'
+export type { FastifyTotpOptions, IpLimitOptions, LockoutOptions, TotpEvent, TotpUser } from './options.js'
+export type { OperatorScope, TotpOperator, TotpUserStatus } from './operator.js'
+export { defineTotpAbilities, ROLE_ADMIN, ROLE_CREATE, ROLE_READ } from './policy/abilities.js'
+export type { AbilityBuilder, TargetFields, TotpAbility, TotpAction, TotpSubjectType } from './policy/abilities.js'
+export { MemoryTotpStore } from './stores/memory.js'
+export { RedisTotpStore, type RedisTotpStoreOptions } from './stores/redis.js'
+export { RedisSessionStore, type RedisSessionStoreOptions } from './stores/session-store.js'
+export type { AttemptResult, GateState, SecretState, TenantSettings, TotpStore, UserRef } from './stores/store.js'
+export { createKeyRing, type KeyRing, type KeyRingInput } from './crypto/seal.js'

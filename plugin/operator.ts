@@ -1,0 +1,65 @@
+import type { FastifyRequest } from 'fastify'
+import { DEFAULT_TENANT } from './options.js'
+import type { TotpContext } from './context.js'
+import type { TenantSettings } from './stores/store.js'
+import type { TotpAbility } from './policy/abilities.js'
+import type { TotpUser } from './options.js'
+
+export interface TotpUserStatus {
+  userId: string
+  enabled: boolean
+  /** The per-user flag (R5); tenant-wide enforcement is in the settings. */
+  enforced: boolean
+  /** ISO time until which the user is locked out, or null. */
+  lockedUntil: string | null
+}
+
+/** Where an operation applies and who asked, for the audit log. */
+export interface OperatorScope {
+  /** @default 'default' */
+  tenant?: string
+  /** Who did it (audit). */
+  actorId?: string
+  /** Logs the audit event with this request's logger instead of the app's. */
+  request?: FastifyRequest
+}
+
+/**
+ * `fastify.totp`: the admin operations for operators and scripts. It checks no
+ * abilities — it is how a root user, who has no parent, gets reset.
+ */
+export interface TotpOperator {
+  status: (userId: string, scope?: OperatorScope) => Promise<TotpUserStatus>
+  /** R4 effects at once: secret, pending setup, replay and lock state; verified sessions end. Returns whether a secret or setup existed. */
+  revoke: (userId: string, scope?: OperatorScope) => Promise<boolean>
+  setEnforced: (userId: string, enforced: boolean, scope?: OperatorScope) => Promise<void>
+  getSettings: (scope?: OperatorScope) => Promise<TenantSettings>
+  setSettings: (settings: TenantSettings, scope?: OperatorScope) => Promise<void>
+  /** The ability the plugin uses for this user (default rules or `defineAbilities`). */
+  abilityFor: (user: TotpUser) => TotpAbility
+}
+
+export function createOperator (ctx: TotpContext): TotpOperator {
+  const { store } = ctx
+  return {
+    async status (userId, { tenant = DEFAULT_TENANT } = {}) {
+      const s = await store.gate({ tenant, userId })
+      return { userId, enabled: s.enabled, enforced: s.enforced, lockedUntil: s.lockedUntil > Date.now() ? new Date(s.lockedUntil).toISOString() : null }
+    },
+    async revoke (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
+      const had = await store.revoke({ tenant, userId })
+      ctx.emit(request ?? null, { type: 'secret.revoked', tenant, userId, actorId, ...(had ? {} : { reason: 'nothing to revoke' }) })
+      return had
+    },
+    async setEnforced (userId, enforced, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
+      await store.setEnforced({ tenant, userId }, enforced)
+      ctx.emit(request ?? null, { type: 'enforcement.changed', tenant, userId, actorId, enforced })
+    },
+    getSettings: async ({ tenant = DEFAULT_TENANT } = {}) => store.getSettings(tenant),
+    async setSettings (settings, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
+      await store.setSettings(tenant, { enforceAll: settings.enforceAll })
+      ctx.emit(request ?? null, { type: 'settings.changed', tenant, actorId, enforceAll: settings.enforceAll })
+    },
+    abilityFor: (user) => ctx.abilities(user)
+  }
+}

@@ -1,0 +1,195 @@
+import type { FastifyRequest } from 'fastify'
+import type { Cluster, Redis } from 'ioredis'
+import { createKeyRing, type KeyRing, type KeyRingInput } from './crypto/seal.js'
+import { TotpOptionsError } from './errors.js'
+import type { AbilityBuilder } from './policy/abilities.js'
+import type { TotpStore } from './stores/store.js'
+import { DEFAULT_TOTP_PARAMS, type HashAlgorithm, type TotpParams } from './totp/index.js'
+
+/** The identity the app supplies after its own first factor. */
+export interface TotpUser {
+  id: string
+  /** @default 'default' — every key and check is per tenant */
+  tenant?: string
+  /** The user who created/owns this user (the hierarchy behind R4). */
+  parentId?: string | null
+  /** e.g. 'ROLE_USER_MANAGEMENT_ADMIN', 'ROLE_USER_MANAGEMENT_CREATE', 'ROLE_USER_MANAGEMENT_READ' */
+  roles: string[]
+  /** Account name shown in the authenticator app. @default id */
+  label?: string
+}
+
+/** An audit event (S8), logged with the request's logger and passed to `onEvent`. */
+export interface TotpEvent {
+  type:
+    | 'setup.started' | 'setup.confirmed' | 'setup.failed'
+    | 'verify.succeeded' | 'verify.failed' | 'locked' | 'ip.locked'
+    | 'secret.revoked' | 'enforcement.changed' | 'settings.changed'
+  tenant: string
+  /** The user concerned (absent for tenant settings). */
+  userId?: string
+  /** Who did it, for admin actions (absent when an operator used `fastify.totp`). */
+  actorId?: string
+  ip?: string
+  /** Failures in a row, for failures and locks. */
+  failures?: number
+  /** Lock length, for locks. */
+  lockedForMs?: number
+  reason?: string
+  enforced?: boolean
+  enforceAll?: boolean
+}
+
+export interface LockoutOptions {
+  /** Wrong or reused codes allowed before the first lock. @default 5 */
+  freeFailures?: number
+  /** First lock; doubles with each further failure. @default 30 */
+  lockSeconds?: number
+  /** Longest lock. @default 900 (15 min) */
+  maxLockSeconds?: number
+}
+
+export interface IpLimitOptions {
+  /** Failures from one IP address, across all users, before it is refused. @default 50 */
+  maxFailures?: number
+  /** Window the IP failures are counted over (and the refusal lasts). @default 900 */
+  windowSeconds?: number
+}
+
+export interface FastifyTotpOptions {
+  /** The first-factor identity of a request, or null when not signed in. Required. */
+  getUser: (request: FastifyRequest) => TotpUser | null | undefined | Promise<TotpUser | null | undefined>
+  /** Looks up the target of admin calls, in the caller's tenant. Without it the admin routes are not registered. */
+  findUser?: (tenant: string, id: string) => TotpUser | null | undefined | Promise<TotpUser | null | undefined>
+  /** An ioredis `Redis` or `Cluster` client shared by every instance. Without it (and without `store`) an in-memory store is used: single process only. */
+  redis?: Redis | Cluster
+  /** A custom store (advanced); overrides `redis`. */
+  store?: TotpStore
+  /**
+   * AES-256-GCM key(s) sealing secrets at rest: 32 bytes (Buffer or base64), or a key ring
+   * `{ current, keys: { id: key } }` for rotation. Required with Redis; the in-memory store
+   * makes a random one per process when absent.
+   */
+  encryptionKey?: Buffer | string | KeyRingInput
+  /** Issuer shown in authenticator apps. @default 'fastify-totp' */
+  issuer?: string
+  /** URL prefix of the plugin's routes. @default '/totp' */
+  prefix?: string
+  /** Prefix of every Redis key. @default 'totp:' */
+  keyPrefix?: string
+  /** HMAC algorithm; only SHA1 works with every authenticator app. @default 'sha1' */
+  algorithm?: HashAlgorithm
+  /** Code length. @default 6 */
+  digits?: 6 | 7 | 8
+  /** Seconds per code. @default 30 */
+  period?: number
+  /** Steps accepted either side of the current one. @default 1 */
+  window?: number
+  /** Seconds a started setup waits for its confirming code. @default 600 */
+  setupTtl?: number
+  /** Per-user brute-force lock (S4). */
+  lockout?: LockoutOptions
+  /** Per-IP failure budget across users (S4); `false` turns it off. */
+  ipLimit?: IpLimitOptions | false
+  /** Milliseconds a store call may take before the request fails closed with 503. @default 2000 */
+  timeout?: number
+  /** Copies of each tenant's settings, spread over hash slots so a user's gate check is one Redis command on a cluster. @default 64 */
+  settingsShards?: number
+  /** Builds a user's CASL ability; replaces the default rules of R4–R8. */
+  defineAbilities?: AbilityBuilder
+  /** Called with every audit event (S8). Errors it throws are logged, not raised. */
+  onEvent?: (event: TotpEvent) => void | Promise<void>
+}
+
+export const DEFAULT_ISSUER = 'fastify-totp'
+export const DEFAULT_PREFIX = '/totp'
+export const DEFAULT_KEY_PREFIX = 'totp:'
+export const DEFAULT_SETUP_TTL = 600
+export const DEFAULT_LOCKOUT: Required<LockoutOptions> = { freeFailures: 5, lockSeconds: 30, maxLockSeconds: 900 }
+export const DEFAULT_IP_LIMIT: Required<IpLimitOptions> = { maxFailures: 50, windowSeconds: 900 }
+export const DEFAULT_TIMEOUT = 2000
+export const DEFAULT_SETTINGS_SHARDS = 64
+export const DEFAULT_TENANT = 'default'
+
+export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number }
+export interface IpPolicy { maxFailures: number; windowMs: number }
+
+export interface ResolvedOptions {
+  getUser: FastifyTotpOptions['getUser']
+  findUser?: FastifyTotpOptions['findUser']
+  issuer: string
+  prefix: string
+  keyPrefix: string
+  totp: TotpParams
+  setupTtlMs: number
+  lock: LockPolicy
+  ip: IpPolicy | null
+  timeout: number
+  settingsShards: number
+  keyRing: KeyRing | null
+  defineAbilities?: AbilityBuilder
+  onEvent?: FastifyTotpOptions['onEvent']
+}
+
+const fail = (message: string): never => { throw new TotpOptionsError(message) }
+const positiveInt = (name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number =>
+  (Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max) ? v as number : fail(`${name} must be an integer between 1 and ${max}, got ${String(v)}`)
+
+/** Checks the options once at registration (fail fast) and fills in the defaults. */
+export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
+  if (opts === null || typeof opts !== 'object') fail('options must be an object')
+  if (typeof opts.getUser !== 'function') fail('getUser(request) is required')
+  if (opts.findUser !== undefined && typeof opts.findUser !== 'function') fail('findUser must be a function')
+  if (opts.onEvent !== undefined && typeof opts.onEvent !== 'function') fail('onEvent must be a function')
+  if (opts.defineAbilities !== undefined && typeof opts.defineAbilities !== 'function') fail('defineAbilities must be a function')
+  const issuer = opts.issuer ?? DEFAULT_ISSUER
+  if (typeof issuer !== 'string' || issuer.trim() === '' || issuer.includes(':')) fail('issuer must be a non-empty string without ":"')
+  const prefix = opts.prefix ?? DEFAULT_PREFIX
+  if (typeof prefix !== 'string' || !/^\/[\w\-/]*$/.test(prefix) || prefix.endsWith('/')) fail('prefix must look like "/totp"')
+  const keyPrefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX
+  if (typeof keyPrefix !== 'string' || /[{}]/.test(keyPrefix)) fail('keyPrefix must be a string without "{" or "}"')
+  const algorithm = opts.algorithm ?? DEFAULT_TOTP_PARAMS.algorithm
+  if (!['sha1', 'sha256', 'sha512'].includes(algorithm)) fail('algorithm must be sha1, sha256 or sha512')
+  const digits = opts.digits ?? DEFAULT_TOTP_PARAMS.digits
+  if (![6, 7, 8].includes(digits)) fail('digits must be 6, 7 or 8')
+  const period = positiveInt('period', opts.period ?? DEFAULT_TOTP_PARAMS.period, 300)
+  const window = opts.window ?? DEFAULT_TOTP_PARAMS.window
+  if (!Number.isSafeInteger(window) || window < 0 || window > 10) fail('window must be an integer between 0 and 10')
+  const lockout = { ...DEFAULT_LOCKOUT, ...opts.lockout }
+  const lock: LockPolicy = {
+    freeFailures: positiveInt('lockout.freeFailures', lockout.freeFailures, 1000),
+    lockMs: Math.round(1000 * (lockout.lockSeconds > 0 ? lockout.lockSeconds : fail('lockout.lockSeconds must be > 0'))),
+    maxLockMs: Math.round(1000 * (lockout.maxLockSeconds >= lockout.lockSeconds ? lockout.maxLockSeconds : fail('lockout.maxLockSeconds must be >= lockSeconds')))
+  }
+  let ip: IpPolicy | null = null
+  if (opts.ipLimit !== false) {
+    const l = { ...DEFAULT_IP_LIMIT, ...opts.ipLimit }
+    ip = { maxFailures: positiveInt('ipLimit.maxFailures', l.maxFailures), windowMs: 1000 * positiveInt('ipLimit.windowSeconds', l.windowSeconds) }
+  }
+  let keyRing: KeyRing | null = null
+  if (opts.encryptionKey !== undefined) {
+    try {
+      keyRing = createKeyRing(opts.encryptionKey)
+    } catch (err) {
+      fail(`encryptionKey: ${(err as Error).message}`)
+    }
+  } else if (opts.redis !== undefined || opts.store !== undefined) {
+    fail('encryptionKey is required with a Redis (or custom) store: secrets are sealed with AES-256-GCM at rest')
+  }
+  return {
+    getUser: opts.getUser,
+    findUser: opts.findUser,
+    issuer,
+    prefix,
+    keyPrefix,
+    totp: { algorithm, digits, period, window },
+    setupTtlMs: 1000 * positiveInt('setupTtl', opts.setupTtl ?? DEFAULT_SETUP_TTL, 86400),
+    lock,
+    ip,
+    timeout: positiveInt('timeout', opts.timeout ?? DEFAULT_TIMEOUT, 60000),
+    settingsShards: positiveInt('settingsShards', opts.settingsShards ?? DEFAULT_SETTINGS_SHARDS, 16384),
+    keyRing,
+    defineAbilities: opts.defineAbilities,
+    onEvent: opts.onEvent
+  }
+}

@@ -1,0 +1,53 @@
+import { Ajv } from 'ajv'
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { TotpBadRequestError } from '../errors.js'
+
+/** Largest body the plugin's routes read; bigger ones answer 413. */
+export const BODY_LIMIT = 1024
+
+// S7: no type coercion (Fastify's default turns the number 123456 into "123456"),
+// no defaults, no extra properties.
+const ajv = new Ajv({ coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false })
+
+export const codeBody = (digits: number) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: ['code'],
+  properties: { code: { type: 'string', pattern: `^[0-9]{${digits}}$` } }
+})
+
+export const userParams = {
+  type: 'object',
+  required: ['userId'],
+  properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } }
+}
+
+export const enforcementBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['enforced'],
+  properties: { enforced: { type: 'boolean' } }
+}
+
+export const settingsBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['enforceAll'],
+  properties: { enforceAll: { type: 'boolean' } }
+}
+
+/** Strict validation and FST_TOTP_BAD_REQUEST for anything malformed, in the plugin's own scope. */
+export function strictInput (scope: FastifyInstance): void {
+  scope.setValidatorCompiler(({ schema }) => ajv.compile(schema))
+  scope.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+  })
+  scope.setErrorHandler((err: FastifyError, request, reply) => {
+    const malformed = err.validation !== undefined ||
+      (err.code?.startsWith('FST_ERR_CTP_') === true && err.statusCode !== 413) ||
+      err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+    if (malformed) return reply.send(new TotpBadRequestError(err.message))
+    if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'fastify-totp error')
+    return reply.send(err)
+  })
+}

@@ -1,0 +1,55 @@
+import type { FastifyInstance } from 'fastify'
+import QRCode from 'qrcode'
+import { open, seal } from '../crypto/seal.js'
+import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
+import { failure, guarded, locked, markVerified, requireUser, type TotpContext } from '../context.js'
+import { encodeSecret, generateSecret, keyUri, verifyCode } from '../totp/index.js'
+import { BODY_LIMIT, codeBody } from './schemas.js'
+import { SECRET_PURPOSE } from './verify.js'
+
+/** POST /setup and POST /setup/confirm (R1, R2). */
+export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
+  const { totp, issuer, setupTtlMs } = ctx.opts
+
+  scope.post('/setup', {
+    config: { totp: { allowSetupRequired: true } }
+  }, async (request, reply) => {
+    const { user, ref, state } = requireUser(request)
+    if (state.enabled) throw new TotpAlreadyEnabledError()
+    const secret = generateSecret()
+    const sealed = seal(ctx.keyRing, secret, { ...ref, purpose: SECRET_PURPOSE })
+    const expiresAt = new Date(Date.now() + setupTtlMs).toISOString()
+    if (await guarded(ctx.store.startSetup(ref, sealed, setupTtlMs)) === 'already-enabled') throw new TotpAlreadyEnabledError()
+    const base32 = encodeSecret(secret)
+    const uri = keyUri({ issuer, account: user.label ?? user.id, secret: base32, params: totp })
+    const qr = await QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, scale: 6 })
+    ctx.emit(request, { type: 'setup.started', ...ref, ip: request.ip })
+    reply.code(201)
+    return { secret: base32, uri, qr, expiresAt }
+  })
+
+  scope.post<{ Body: { code: string } }>('/setup/confirm', {
+    bodyLimit: BODY_LIMIT,
+    schema: { body: codeBody(totp.digits) },
+    config: { totp: { allowSetupRequired: true } }
+  }, async (request, reply) => {
+    const { ref } = requireUser(request)
+    const [ipMs, st] = await guarded(Promise.all([ctx.store.ipBlocked(request.ip), ctx.store.load(ref)]))
+    if (st.sealed !== null) throw new TotpAlreadyEnabledError()
+    if (st.pending === null) throw new TotpNoPendingSetupError()
+    if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
+    if (ipMs > 0) locked(reply, ipMs)
+    const secret = open(ctx.keyRing, st.pending, { ...ref, purpose: SECRET_PURPOSE })
+    const v = verifyCode(secret, request.body.code, totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
+    if (!v.valid) return failure(ctx, request, reply, ref, 'setup.failed')
+    const r = await guarded(ctx.store.confirmSetup(ref, st.pending, v.timeStep))
+    if (!r.ok) {
+      if (r.reason === 'already-enabled') throw new TotpAlreadyEnabledError()
+      if (r.reason === 'no-pending') throw new TotpNoPendingSetupError()
+      return failure(ctx, request, reply, ref, 'setup.failed', r)
+    }
+    await markVerified(request, ref, r.gen)
+    ctx.emit(request, { type: 'setup.confirmed', ...ref, ip: request.ip })
+    return { enabled: true, verified: true }
+  })
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify'
+import { open } from '../crypto/seal.js'
+import { TotpNotEnabledError } from '../errors.js'
+import { failure, guarded, locked, markVerified, requireUser, type TotpContext } from '../context.js'
+import { verifyCode } from '../totp/index.js'
+import { BODY_LIMIT, codeBody } from './schemas.js'
+
+export const SECRET_PURPOSE = 'totp-secret'
+
+/** GET /status and POST /verify: the routes a gated session may call before its code. */
+export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
+  scope.get('/status', {
+    config: { totp: { allowUnverified: true, allowSetupRequired: true } }
+  }, async (request) => {
+    const { state, verified } = requireUser(request)
+    const enforced = state.enforced || state.enforceAll
+    return {
+      enabled: state.enabled,
+      enforced,
+      verified,
+      setupRequired: !state.enabled && enforced,
+      lockedUntil: state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
+    }
+  })
+
+  scope.post<{ Body: { code: string } }>('/verify', {
+    bodyLimit: BODY_LIMIT,
+    schema: { body: codeBody(ctx.opts.totp.digits) },
+    config: { totp: { allowUnverified: true } }
+  }, async (request, reply) => {
+    const { ref } = requireUser(request)
+    const [ipMs, st] = await guarded(Promise.all([ctx.store.ipBlocked(request.ip), ctx.store.load(ref)]))
+    if (st.sealed === null) throw new TotpNotEnabledError()
+    // S4: while locked, answer without checking the code
+    if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
+    if (ipMs > 0) locked(reply, ipMs)
+    const secret = open(ctx.keyRing, st.sealed, { ...ref, purpose: SECRET_PURPOSE })
+    const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
+    if (!v.valid) return failure(ctx, request, reply, ref, 'verify.failed')
+    const r = await guarded(ctx.store.consume(ref, v.timeStep))
+    if (!r.ok) {
+      if (r.reason === 'not-enabled') throw new TotpNotEnabledError()
+      // lost the race for this time step: a reused code, already charged by the script
+      return failure(ctx, request, reply, ref, 'verify.failed', r)
+    }
+    await markVerified(request, ref, r.gen)
+    ctx.emit(request, { type: 'verify.succeeded', ...ref, ip: request.ip })
+    return { verified: true }
+  })
+}

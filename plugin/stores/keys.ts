@@ -1,0 +1,42 @@
+import { crc32 } from 'node:zlib'
+import type { UserRef } from './store.js'
+
+// Encoded so that no tenant or user id can forge another's key or hash tag.
+const enc = (s: string): string => /^[\w.@-]*$/.test(s) ? s : encodeURIComponent(s)
+
+/**
+ * Redis key layout. A user's keys share the hash tag `{tenant:shard}`, so each
+ * user's scripts run on one cluster slot; the tenant's settings are copied into
+ * every shard so the gate reads user and tenant in one command.
+ */
+export class KeyLayout {
+  constructor (readonly prefix: string, readonly shards: number) {}
+
+  tag (tenant: string, shard: number): string {
+    return `${this.prefix}{${enc(tenant)}:${shard}}`
+  }
+
+  shardOf (userId: string): number {
+    return crc32(userId) % this.shards
+  }
+
+  user (ref: UserRef): string {
+    return `${this.tag(ref.tenant, this.shardOf(ref.userId))}u:${enc(ref.userId)}`
+  }
+
+  pending (ref: UserRef): string {
+    return `${this.tag(ref.tenant, this.shardOf(ref.userId))}p:${enc(ref.userId)}`
+  }
+
+  settings (tenant: string, shard: number): string {
+    return `${this.tag(tenant, shard)}t`
+  }
+
+  settingsFor (ref: UserRef): string {
+    return this.settings(ref.tenant, this.shardOf(ref.userId))
+  }
+
+  ip (ip: string): string {
+    return `${this.prefix}ip:${enc(ip)}`
+  }
+}

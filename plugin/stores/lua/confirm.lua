@@ -1,0 +1,15 @@
+-- KEYS: user hash, pending setup. ARGV: sealed pending, step, free, lock ms, max lock ms.
+local now = now_ms()
+local left = lock_left(KEYS[1], now)
+if left > 0 then return { 0, left } end
+if redis.call('HEXISTS', KEYS[1], 's') == 1 then return { 3 } end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return { 4 } end
+local step = tonumber(ARGV[2])
+if step <= tonumber(redis.call('HGET', KEYS[1], 'l') or '-1') then
+  return charge(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), now)
+end
+-- the confirming code counts as used (S3)
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'l', ARGV[2])
+redis.call('HDEL', KEYS[1], 'f', 'k')
+redis.call('DEL', KEYS[2])
+return { 1, redis.call('HINCRBY', KEYS[1], 'g', 1) }

@@ -1,0 +1,155 @@
+import { readFileSync } from 'node:fs'
+import type { Cluster, Redis, Result } from 'ioredis'
+import { StoreUnavailable } from '../errors.js'
+import { DEFAULT_KEY_PREFIX, DEFAULT_SETTINGS_SHARDS, DEFAULT_TIMEOUT } from '../options.js'
+import { KeyLayout } from './keys.js'
+import type { AttemptResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
+
+type Reply = Array<number | string>
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    totpGate(user: string, settings: string): Result<Reply, Context>
+    totpLoad(user: string, pending: string): Result<Reply, Context>
+    totpSetup(user: string, pending: string, sealed: string, ttlMs: number): Result<number, Context>
+    totpConfirm(user: string, pending: string, sealed: string, step: number, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
+    totpConsume(user: string, step: number, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
+    totpFail(user: string, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
+    totpIpFail(ip: string, windowMs: number, max: number): Result<number, Context>
+    totpIpCheck(ip: string, max: number): Result<number, Context>
+    totpRevoke(user: string, pending: string): Result<number, Context>
+  }
+}
+
+const lua = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
+const LIB = lua('lib')
+const SCRIPTS: Record<string, { keys: number; file: string; lib: boolean }> = {
+  totpGate: { keys: 2, file: 'gate', lib: false },
+  totpLoad: { keys: 2, file: 'load', lib: true },
+  totpSetup: { keys: 2, file: 'setup', lib: false },
+  totpConfirm: { keys: 2, file: 'confirm', lib: true },
+  totpConsume: { keys: 1, file: 'consume', lib: true },
+  totpFail: { keys: 1, file: 'fail', lib: true },
+  totpIpFail: { keys: 1, file: 'ipfail', lib: false },
+  totpIpCheck: { keys: 1, file: 'ipcheck', lib: false },
+  totpRevoke: { keys: 2, file: 'revoke', lib: false }
+}
+const SOURCES = Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, (s.lib ? LIB + '\n' : '') + lua(s.file)]))
+
+export interface RedisTotpStoreOptions extends StorePolicy {
+  client: Redis | Cluster
+  /** @default 'totp:' */
+  keyPrefix?: string
+  /** @default 64 */
+  settingsShards?: number
+  /** Milliseconds before a call fails with StoreUnavailable. @default 2000 */
+  timeout?: number
+}
+
+/** Maps a script reply to an attempt result. */
+export function attemptResult (r: Reply): AttemptResult {
+  switch (Number(r[0])) {
+    case 1: return { ok: true, gen: Number(r[1]) }
+    case 0: return { ok: false, reason: 'locked', retryAfterMs: Number(r[1]) }
+    case 2: return { ok: false, reason: 'failed', failures: Number(r[1]), lockedForMs: Number(r[2]) }
+    case 3: return { ok: false, reason: 'already-enabled' }
+    case 4: return { ok: false, reason: 'no-pending' }
+    default: return { ok: false, reason: 'not-enabled' }
+  }
+}
+
+/** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */
+export class RedisTotpStore implements TotpStore {
+  readonly keys: KeyLayout
+  private readonly client: Redis | Cluster
+  private readonly policy: StorePolicy
+  private readonly timeout: number
+
+  constructor (opts: RedisTotpStoreOptions) {
+    this.client = opts.client
+    this.policy = { lock: opts.lock, ip: opts.ip }
+    this.keys = new KeyLayout(opts.keyPrefix ?? DEFAULT_KEY_PREFIX, opts.settingsShards ?? DEFAULT_SETTINGS_SHARDS)
+    this.timeout = opts.timeout ?? DEFAULT_TIMEOUT
+    for (const [name, s] of Object.entries(SCRIPTS)) {
+      if (typeof (this.client as any)[name] !== 'function') {
+        this.client.defineCommand(name, { numberOfKeys: s.keys, lua: SOURCES[name] })
+      }
+    }
+  }
+
+  // Fail closed within a bounded time: a down or hung Redis must not hang requests.
+  private run<T> (op: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreUnavailable(`Redis did not answer within ${this.timeout} ms`)), this.timeout)
+      op.then(
+        (v) => { clearTimeout(timer); resolve(v) },
+        (err) => { clearTimeout(timer); reject(new StoreUnavailable(`Redis error: ${(err as Error).message}`, { cause: err })) }
+      )
+    })
+  }
+
+  async gate (ref: UserRef): Promise<GateState> {
+    const r = await this.run(this.client.totpGate(this.keys.user(ref), this.keys.settingsFor(ref)))
+    return { enabled: r[0] === 1, enforced: r[1] === 1, gen: Number(r[2]), lockedUntil: Number(r[3]), enforceAll: r[4] === 1 }
+  }
+
+  async load (ref: UserRef): Promise<SecretState> {
+    const r = await this.run(this.client.totpLoad(this.keys.user(ref), this.keys.pending(ref)))
+    return { sealed: (r[0] as string) || null, pending: (r[1] as string) || null, lastStep: Number(r[2]), lockedForMs: Number(r[3]), gen: Number(r[4]) }
+  }
+
+  async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
+    const r = await this.run(this.client.totpSetup(this.keys.user(ref), this.keys.pending(ref), sealedPending, ttlMs))
+    return r === 1 ? 'ok' : 'already-enabled'
+  }
+
+  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number): Promise<AttemptResult> {
+    const { lock } = this.policy
+    return attemptResult(await this.run(this.client.totpConfirm(this.keys.user(ref), this.keys.pending(ref), sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs)))
+  }
+
+  async consume (ref: UserRef, timeStep: number): Promise<AttemptResult> {
+    const { lock } = this.policy
+    return attemptResult(await this.run(this.client.totpConsume(this.keys.user(ref), timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs)))
+  }
+
+  async fail (ref: UserRef): Promise<AttemptResult> {
+    const { lock } = this.policy
+    return attemptResult(await this.run(this.client.totpFail(this.keys.user(ref), lock.freeFailures, lock.lockMs, lock.maxLockMs)))
+  }
+
+  async ipBlocked (ip: string): Promise<number> {
+    if (this.policy.ip === null) return 0
+    return Math.max(0, Number(await this.run(this.client.totpIpCheck(this.keys.ip(ip), this.policy.ip.maxFailures))))
+  }
+
+  async failIp (ip: string): Promise<number> {
+    if (this.policy.ip === null) return 0
+    return Math.max(0, Number(await this.run(this.client.totpIpFail(this.keys.ip(ip), this.policy.ip.windowMs, this.policy.ip.maxFailures))))
+  }
+
+  async revoke (ref: UserRef): Promise<boolean> {
+    return (await this.run(this.client.totpRevoke(this.keys.user(ref), this.keys.pending(ref)))) > 0
+  }
+
+  async setEnforced (ref: UserRef, enforced: boolean): Promise<void> {
+    const key = this.keys.user(ref)
+    await this.run(enforced ? this.client.hset(key, 'e', '1') : this.client.hdel(key, 'e'))
+  }
+
+  async getSettings (tenant: string): Promise<TenantSettings> {
+    return { enforceAll: (await this.run(this.client.hget(this.keys.settings(tenant, 0), 'a'))) === '1' }
+  }
+
+  // Copies go to every shard; shard 0 is written last and is what getSettings reads,
+  // so a failure half-way reports the old value and the call can simply be retried.
+  async setSettings (tenant: string, settings: TenantSettings): Promise<void> {
+    const write = (shard: number): Promise<number> => settings.enforceAll
+      ? this.client.hset(this.keys.settings(tenant, shard), 'a', '1')
+      : this.client.hdel(this.keys.settings(tenant, shard), 'a')
+    const rest: Promise<number>[] = []
+    for (let shard = 1; shard < this.keys.shards; shard++) rest.push(write(shard))
+    await this.run(Promise.all(rest))
+    await this.run(write(0))
+  }
+}

@@ -1,0 +1,69 @@
+import type { IpPolicy, LockPolicy } from '../options.js'
+
+/** Who a record belongs to: every key and check is per tenant. */
+export interface UserRef { tenant: string; userId: string }
+
+/** What the gate needs for one request, read in one store call (one Redis command). */
+export interface GateState {
+  /** An active (confirmed) secret exists. */
+  enabled: boolean
+  /** TOTP is enforced for this user (R5). */
+  enforced: boolean
+  /** TOTP is enforced for the whole tenant (R7). */
+  enforceAll: boolean
+  /** Bumped by every activation and revocation: a verified session remembers it. */
+  gen: number
+  /** Epoch ms until which the user is locked out; 0 when not locked. */
+  lockedUntil: number
+}
+
+/** The sealed secrets and replay/lock state a verification needs. */
+export interface SecretState {
+  sealed: string | null
+  pending: string | null
+  /** The last accepted time step, -1 when none. */
+  lastStep: number
+  /** Milliseconds the lock still lasts; 0 when not locked. */
+  lockedForMs: number
+  gen: number
+}
+
+export type AttemptResult =
+  | { ok: true; gen: number }
+  /** Locked: the attempt was not charged nor checked. */
+  | { ok: false; reason: 'locked'; retryAfterMs: number }
+  /** Wrong or reused code: charged; `lockedForMs` > 0 when this failure set a lock. */
+  | { ok: false; reason: 'failed'; failures: number; lockedForMs: number }
+  | { ok: false; reason: 'not-enabled' | 'already-enabled' | 'no-pending' }
+
+export interface TenantSettings { enforceAll: boolean }
+
+export interface StorePolicy { lock: LockPolicy; ip: IpPolicy | null }
+
+/**
+ * The state behind the plugin. Every method that changes security state is
+ * atomic (one Lua script in Redis). Errors mean "the store cannot answer":
+ * the plugin fails closed with 503.
+ */
+export interface TotpStore {
+  gate(ref: UserRef): Promise<GateState>
+  load(ref: UserRef): Promise<SecretState>
+  /** Starts (or restarts) a pending setup; refuses when a secret is active. */
+  startSetup(ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'>
+  /** Activates the pending secret `sealedPending` with its confirming step (which counts as used). */
+  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number): Promise<AttemptResult>
+  /** Consumes a time step: succeeds only if it is newer than the last accepted one. */
+  consume(ref: UserRef, timeStep: number): Promise<AttemptResult>
+  /** Charges a failure (wrong or reused code). */
+  fail(ref: UserRef): Promise<AttemptResult>
+  /** Milliseconds this IP is still refused for; 0 when within its budget. */
+  ipBlocked(ip: string): Promise<number>
+  /** Charges a failure to an IP; returns ms refused for when the budget is now spent, else 0. */
+  failIp(ip: string): Promise<number>
+  /** Deletes secret, pending setup, replay and lock state at once; returns whether a secret or setup existed. */
+  revoke(ref: UserRef): Promise<boolean>
+  setEnforced(ref: UserRef, enforced: boolean): Promise<void>
+  getSettings(tenant: string): Promise<TenantSettings>
+  setSettings(tenant: string, settings: TenantSettings): Promise<void>
+  close?(): Promise<void>
+}

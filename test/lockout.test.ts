@@ -1,0 +1,110 @@
+import t from 'tap'
+import { Agent, awayFromStepEdge, build, codeFor, enrol } from './helpers.js'
+
+const wrongCode = (secret: string): string => {
+  const good = new Set([-1, 0, 1].map((o) => codeFor(secret, o)))
+  for (let i = 0; ; i++) {
+    const c = String(100000 + i * 7919 % 900000).padStart(6, '0')
+    if (!good.has(c)) return c
+  }
+}
+
+t.test('S4 brute force: 5 wrong codes, then 429 with Retry-After, even for the right code', async (t) => {
+  await awayFromStepEdge(5000)
+  const { app, events } = await build(t)
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  for (let i = 1; i <= 5; i++) {
+    const res = await a.post('/totp/verify', { code: wrongCode(secret) })
+    t.equal(res.statusCode, 401, `failure ${i} is 401`)
+  }
+  const sixth = await a.post('/totp/verify', { code: codeFor(secret) })
+  t.equal(sixth.statusCode, 429, 'the right code is not even checked')
+  t.equal(sixth.json().code, 'FST_TOTP_LOCKED')
+  t.equal(sixth.headers['retry-after'], '30')
+  const status = (await a.get('/totp/status')).json()
+  t.ok(Date.parse(status.lockedUntil) > Date.now() + 25_000, 'status shows the lock')
+  // the lock is per user: another session, another IP is locked too
+  const b = new Agent(app, '10.9.9.9')
+  await b.login('alice')
+  t.equal((await b.post('/totp/verify', { code: codeFor(secret) })).statusCode, 429)
+  t.ok(events.some((e) => e.type === 'locked' && e.lockedForMs === 30_000))
+})
+
+t.test('S4 the lock doubles per further failure and caps; a success resets', async (t) => {
+  await awayFromStepEdge(8000)
+  // short locks so the test can wait them out: 200 ms doubling, capped at 800 ms
+  const { app } = await build(t, { plugin: { lockout: { freeFailures: 2, lockSeconds: 0.2, maxLockSeconds: 0.8 } } })
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  t.equal((await a.post('/totp/verify', { code: wrongCode(secret) })).statusCode, 401)
+  const seen: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const res = await a.post('/totp/verify', { code: wrongCode(secret) })
+    t.equal(res.statusCode, 401)
+    const locked = await a.post('/totp/verify', { code: wrongCode(secret) })
+    t.equal(locked.statusCode, 429, 'locked after the failure')
+    const until = Date.parse((await a.get('/totp/status')).json().lockedUntil)
+    seen.push(until - Date.now())
+    await new Promise((resolve) => setTimeout(resolve, until - Date.now() + 30))
+  }
+  // lock lengths 200, 400, 800, 800, 800 ms (measured from "now", so a little less)
+  t.ok(seen[0] <= 200 && seen[0] > 100, `first lock ~200 ms (${seen[0]})`)
+  t.ok(seen[1] <= 400 && seen[1] > 300, `second ~400 ms (${seen[1]})`)
+  t.ok(seen[2] <= 800 && seen[2] > 650, `third ~800 ms (${seen[2]})`)
+  t.ok(seen[3] <= 800 && seen[3] > 650, `capped (${seen[3]})`)
+  t.ok(seen[4] <= 800 && seen[4] > 650, `capped (${seen[4]})`)
+  t.equal((await a.post('/totp/verify', { code: codeFor(secret) })).statusCode, 200, 'right code after the lock')
+  const b = new Agent(app)
+  await b.login('alice')
+  t.equal((await b.post('/totp/verify', { code: wrongCode(secret) })).statusCode, 401, 'counter was reset: first failure again')
+  t.equal((await b.post('/totp/verify', { code: wrongCode(secret) })).statusCode, 401, 'second failure: 401, it sets the lock')
+  t.equal((await b.post('/totp/verify', { code: wrongCode(secret) })).statusCode, 429)
+})
+
+t.test('S4 a reused code is a failure; malformed input is not', async (t) => {
+  await awayFromStepEdge()
+  const { app } = await build(t, { plugin: { lockout: { freeFailures: 2 } } })
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  for (let i = 0; i < 5; i++) t.equal((await a.post('/totp/verify', { code: 'abcdef' })).statusCode, 400)
+  t.equal((await a.post('/totp/verify', { code: codeFor(secret, -1) })).statusCode, 401, 'the enrolment code, reused')
+  t.equal((await a.post('/totp/verify', { code: codeFor(secret, -1) })).statusCode, 401, 'reused again: the second failure locks')
+  t.equal((await a.post('/totp/verify', { code: codeFor(secret) })).statusCode, 429)
+})
+
+t.test('S4 per-IP failure budget across users', async (t) => {
+  await awayFromStepEdge()
+  const { app, events } = await build(t, { plugin: { ipLimit: { maxFailures: 3, windowSeconds: 60 } } })
+  const alice = await enrol(app, 'alice')
+  const carol = await enrol(app, 'carol')
+  const bob = await enrol(app, 'bob')
+  const attacker = (name: string): Agent => new Agent(app, '10.1.2.3')
+  const a1 = attacker('alice'); await a1.login('alice')
+  const a2 = attacker('carol'); await a2.login('carol')
+  const a3 = attacker('bob'); await a3.login('bob')
+  t.equal((await a1.post('/totp/verify', { code: wrongCode(alice.secret) })).statusCode, 401)
+  t.equal((await a2.post('/totp/verify', { code: wrongCode(carol.secret) })).statusCode, 401)
+  t.equal((await a3.post('/totp/verify', { code: wrongCode(bob.secret) })).statusCode, 401)
+  const blocked = await a3.post('/totp/verify', { code: codeFor(bob.secret) })
+  t.equal(blocked.statusCode, 429, 'the IP is out of budget although bob has one failure')
+  t.ok(Number(blocked.headers['retry-after']) > 50)
+  const elsewhere = new Agent(app, '10.4.5.6')
+  await elsewhere.login('bob')
+  t.equal((await elsewhere.post('/totp/verify', { code: codeFor(bob.secret) })).statusCode, 200, 'another IP is not refused')
+  t.ok(events.some((e) => e.type === 'ip.locked'))
+})
+
+t.test('S4 only a first-factor session can reach a user\'s counter', async (t) => {
+  await awayFromStepEdge()
+  const { app } = await build(t)
+  const { secret } = await enrol(app, 'alice')
+  const anon = new Agent(app)
+  for (let i = 0; i < 8; i++) t.equal((await anon.post('/totp/verify', { code: wrongCode(secret) })).statusCode, 401)
+  const a = new Agent(app)
+  await a.login('alice')
+  t.equal((await a.post('/totp/verify', { code: codeFor(secret) })).statusCode, 200, 'alice is not locked')
+})
