@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { KeyRing } from './crypto/seal.js'
+import { open, type KeyRing } from './crypto/seal.js'
 import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
 import type { ResolvedOptions, TotpEvent } from './options.js'
 import type { AbilityBuilder } from './policy/abilities.js'
@@ -20,6 +20,18 @@ export async function guarded<T> (op: Promise<T>): Promise<T> {
   try {
     return await op
   } catch (err) {
+    throw new TotpUnavailableError({ cause: err })
+  }
+}
+
+export const SECRET_PURPOSE = 'totp-secret'
+
+/** Opens a sealed secret; one that does not open (unknown key id, tampered or copied record) fails closed. */
+export function openSecret (ctx: TotpContext, request: FastifyRequest, sealed: string, ref: UserRef): Buffer {
+  try {
+    return open(ctx.keyRing, sealed, { ...ref, purpose: SECRET_PURPOSE })
+  } catch (err) {
+    request.log.error({ err, totp: { tenant: ref.tenant, userId: ref.userId } }, 'fastify-totp: a sealed secret did not open (missing key or tampered record)')
     throw new TotpUnavailableError({ cause: err })
   }
 }

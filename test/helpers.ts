@@ -37,7 +37,10 @@ export interface BuildOptions {
   keyPrefix?: string
   users?: TotpUser[]
   plugin?: Partial<FastifyTotpOptions>
-  memory?: boolean
+  /** Where sessions live. @default 'redis' */
+  sessions?: 'redis' | 'memory'
+  /** Where TOTP state lives. @default 'redis' */
+  store?: 'redis' | 'memory'
 }
 
 /** A fresh prefix per test: tests never see each other's keys. */
@@ -68,12 +71,12 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
     secret: SESSION_SECRET,
     cookie: { secure: false },
     saveUninitialized: false,
-    store: opts.memory === true ? undefined : new RedisSessionStore({ client: redis, prefix: `${keyPrefix}sess:` })
+    store: opts.sessions === 'memory' ? undefined : new RedisSessionStore({ client: redis, prefix: `${keyPrefix}sess:` })
   })
   const find = (tenant: string, id: string): TotpUser | null =>
     users.find((u) => u.id === id && (u.tenant ?? 'default') === tenant) ?? null
   await app.register(totp, {
-    ...(opts.memory === true ? {} : { redis }),
+    ...(opts.store === 'memory' ? {} : { redis }),
     encryptionKey: KEY,
     keyPrefix,
     getUser: (request) => {
@@ -99,7 +102,7 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
   app.get('/public', { config: { totp: false } }, async () => ({ ok: true }))
   t.teardown(async () => {
     await app.close()
-    if (ownRedis && opts.memory !== true) {
+    if (ownRedis) {
       await deleteKeys(redis as Redis, `${keyPrefix}*`)
       redis.disconnect()
     }

@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import QRCode from 'qrcode'
-import { open, seal } from '../crypto/seal.js'
+import { seal } from '../crypto/seal.js'
 import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
-import { failure, guarded, locked, markVerified, requireUser, type TotpContext } from '../context.js'
+import { failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { encodeSecret, generateSecret, keyUri, verifyCode } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
-import { SECRET_PURPOSE } from './verify.js'
 
 /** POST /setup and POST /setup/confirm (R1, R2). */
 export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
@@ -39,7 +38,7 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     if (st.pending === null) throw new TotpNoPendingSetupError()
     if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
     if (ipMs > 0) locked(reply, ipMs)
-    const secret = open(ctx.keyRing, st.pending, { ...ref, purpose: SECRET_PURPOSE })
+    const secret = openSecret(ctx, request, st.pending, ref)
     const v = verifyCode(secret, request.body.code, totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
     if (!v.valid) return failure(ctx, request, reply, ref, 'setup.failed')
     const r = await guarded(ctx.store.confirmSetup(ref, st.pending, v.timeStep))

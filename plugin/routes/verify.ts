@@ -1,11 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import { open } from '../crypto/seal.js'
 import { TotpNotEnabledError } from '../errors.js'
-import { failure, guarded, locked, markVerified, requireUser, type TotpContext } from '../context.js'
+import { failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { verifyCode } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
-
-export const SECRET_PURPOSE = 'totp-secret'
 
 /** GET /status and POST /verify: the routes a gated session may call before its code. */
 export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
@@ -34,7 +31,7 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     // S4: while locked, answer without checking the code
     if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
     if (ipMs > 0) locked(reply, ipMs)
-    const secret = open(ctx.keyRing, st.sealed, { ...ref, purpose: SECRET_PURPOSE })
+    const secret = openSecret(ctx, request, st.sealed, ref)
     const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
     if (!v.valid) return failure(ctx, request, reply, ref, 'verify.failed')
     const r = await guarded(ctx.store.consume(ref, v.timeStep))
