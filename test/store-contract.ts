@@ -1,0 +1,148 @@
+import type { Test } from 'tap'
+import type { TotpStore } from '../plugin/stores/store.js'
+import { DEFAULT_LOCKOUT } from '../plugin/options.js'
+import type { StorePolicy } from '../plugin/stores/store.js'
+
+export const POLICY: StorePolicy = {
+  lock: { freeFailures: 3, lockMs: 150, maxLockMs: 500 },
+  ip: { maxFailures: 4, windowMs: 60_000 }
+}
+export const DEFAULT_POLICY: StorePolicy = {
+  lock: { freeFailures: DEFAULT_LOCKOUT.freeFailures, lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000, maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000 },
+  ip: null
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+let n = 0
+const ref = (tenant = 'default') => ({ tenant, userId: `user-${process.pid}-${Date.now()}-${n++}` })
+
+/** The store contract: every implementation (memory, Redis, Redis Cluster) must pass it. */
+export function storeContract (t: Test, name: string, make: (policy: StorePolicy) => Promise<TotpStore>): void {
+  t.test(`${name}: R1 setup is pending until confirmed; confirming activates and counts the step as used (S3)`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    t.same(await s.gate(u), { enabled: false, enforced: false, enforceAll: false, gen: 0, lockedUntil: 0 })
+    t.equal(await s.startSetup(u, 'sealed-1', 60_000), 'ok')
+    t.match(await s.load(u), { sealed: null, pending: 'sealed-1', lastStep: -1, lockedForMs: 0 })
+    t.equal(await s.startSetup(u, 'sealed-2', 60_000), 'ok', 'a restarted setup replaces the pending one')
+    t.same(await s.confirmSetup(u, 'sealed-1', 100), { ok: false, reason: 'no-pending' }, 'stale pending secret refused')
+    t.same(await s.confirmSetup(u, 'sealed-2', 100), { ok: true, gen: 1 })
+    t.match(await s.load(u), { sealed: 'sealed-2', pending: null, lastStep: 100 })
+    t.match(await s.gate(u), { enabled: true, gen: 1 })
+    t.equal(await s.startSetup(u, 'sealed-3', 60_000), 'already-enabled', 'R2')
+    t.same(await s.confirmSetup(u, 'sealed-2', 101), { ok: false, reason: 'already-enabled' })
+    t.match(await s.consume(u, 100), { ok: false, reason: 'failed' }, 'the confirming step is used')
+  })
+
+  t.test(`${name}: R1 a pending setup expires`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    await s.startSetup(u, 'p', 100)
+    await sleep(150)
+    t.equal((await s.load(u)).pending, null)
+    t.same(await s.confirmSetup(u, 'p', 5), { ok: false, reason: 'no-pending' })
+  })
+
+  t.test(`${name}: S3 the last accepted step only grows; of N racing consumes of one step exactly one wins`, async (t) => {
+    // the 19 losers are charged as reused codes: allow them without a lock here
+    const s = await make({ ...POLICY, lock: { ...POLICY.lock, freeFailures: 100 } })
+    const u = ref()
+    await s.startSetup(u, 'x', 60_000)
+    await s.confirmSetup(u, 'x', 10)
+    const results = await Promise.all(Array.from({ length: 20 }, () => s.consume(u, 11)))
+    t.equal(results.filter((r) => r.ok).length, 1)
+    t.match(await s.consume(u, 12), { ok: true })
+    t.match(await s.consume(u, 11), { ok: false, reason: 'failed' }, 'older step refused')
+    t.equal((await s.load(u)).lastStep, 12)
+    t.same(await s.consume(ref(), 1), { ok: false, reason: 'not-enabled' })
+  })
+
+  t.test(`${name}: S4 failures lock from the free-th on, doubling, capped; locked attempts are not charged; success resets`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    await s.startSetup(u, 'x', 60_000)
+    await s.confirmSetup(u, 'x', 10)
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 })
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 })
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 3, lockedForMs: 150 })
+    const locked = await s.fail(u)
+    t.match(locked, { ok: false, reason: 'locked' })
+    t.ok((locked as any).retryAfterMs > 0 && (locked as any).retryAfterMs <= 150)
+    t.match(await s.consume(u, 11), { ok: false, reason: 'locked' }, 'a right code is not checked while locked')
+    t.ok((await s.gate(u)).lockedUntil > Date.now())
+    t.ok((await s.load(u)).lockedForMs > 0)
+    await sleep(160)
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 4, lockedForMs: 300 }, 'doubles')
+    await sleep(310)
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 5, lockedForMs: 500 }, 'capped')
+    await sleep(510)
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 6, lockedForMs: 500 })
+    await sleep(510)
+    t.same(await s.consume(u, 11), { ok: true, gen: 1 })
+    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, 'reset by the success')
+  })
+
+  t.test(`${name}: S4 default policy: 5 free failures, then 30 s`, async (t) => {
+    const s = await make(DEFAULT_POLICY)
+    const u = ref()
+    const r = []
+    for (let i = 0; i < 5; i++) r.push(await s.fail(u))
+    t.same(r.map((x: any) => x.lockedForMs), [0, 0, 0, 0, 30_000])
+    t.match(await s.fail(u), { reason: 'locked' })
+    t.equal(await s.failIp('1.2.3.4'), 0, 'no IP budget when off')
+    t.equal(await s.ipBlocked('1.2.3.4'), 0)
+  })
+
+  t.test(`${name}: S4 per-IP budget`, async (t) => {
+    const s = await make(POLICY)
+    const ip = `10.0.${n++ % 250}.${process.pid % 250}`
+    for (let i = 0; i < 3; i++) t.equal(await s.failIp(ip), 0)
+    t.equal(await s.ipBlocked(ip), 0)
+    t.ok(await s.failIp(ip) > 59_000)
+    t.ok(await s.ipBlocked(ip) > 59_000)
+  })
+
+  t.test(`${name}: R4 revoke deletes secret, pending setup, replay and lock state at once and bumps the generation`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    await s.startSetup(u, 'x', 60_000)
+    await s.confirmSetup(u, 'x', 10)
+    for (let i = 0; i < 3; i++) await s.fail(u)
+    await s.setEnforced(u, true)
+    t.equal(await s.revoke(u), true)
+    t.same(await s.gate(u), { enabled: false, enforced: true, enforceAll: false, gen: 2, lockedUntil: 0 })
+    t.same(await s.load(u), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 2 })
+    t.equal(await s.revoke(u), false, 'nothing left')
+    await s.startSetup(u, 'y', 60_000)
+    t.equal(await s.revoke(u), true, 'a pending setup counts')
+    t.equal((await s.load(u)).pending, null)
+  })
+
+  t.test(`${name}: R5/R7 enforcement per user and per tenant`, async (t) => {
+    const s = await make(POLICY)
+    const tenant = `tenant-${n++}-${process.pid}`
+    const u = ref(tenant)
+    const other = ref(`${tenant}-other`)
+    await s.setEnforced(u, true)
+    t.match(await s.gate(u), { enforced: true, enforceAll: false })
+    await s.setEnforced(u, false)
+    t.match(await s.gate(u), { enforced: false })
+    await s.setSettings(tenant, { enforceAll: true })
+    t.same(await s.getSettings(tenant), { enforceAll: true })
+    for (let i = 0; i < 20; i++) t.match(await s.gate(ref(tenant)), { enforceAll: true }, 'every user of the tenant')
+    t.match(await s.gate(other), { enforceAll: false }, 'another tenant untouched')
+    await s.setSettings(tenant, { enforceAll: false })
+    t.same(await s.getSettings(tenant), { enforceAll: false })
+    t.match(await s.gate(u), { enforceAll: false })
+  })
+
+  t.test(`${name}: tenants and users are isolated, whatever their ids contain`, async (t) => {
+    const s = await make(POLICY)
+    const a = { tenant: 'a:b', userId: `c}{${n++}` }
+    const b = { tenant: 'a', userId: `b:c}{${n - 1}` }
+    await s.startSetup(a, 'sa', 60_000)
+    await s.confirmSetup(a, 'sa', 1)
+    t.match(await s.gate(b), { enabled: false })
+    t.match(await s.gate(a), { enabled: true })
+  })
+}
