@@ -15,6 +15,8 @@ export interface TotpUser {
   parentId?: string | null
   /** e.g. 'ROLE_USER_MANAGEMENT_ADMIN', 'ROLE_USER_MANAGEMENT_CREATE', 'ROLE_USER_MANAGEMENT_READ' */
   roles: string[]
+  /** All ancestors up the hierarchy, for apps whose own ability rules need them. @default [] */
+  ancestorIds?: string[]
   /** Account name shown in the authenticator app. @default id */
   label?: string
 }

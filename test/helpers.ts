@@ -19,6 +19,9 @@ export const USERS: TotpUser[] = [
   { id: 'carol', parentId: 'manager', roles: [] },
   { id: 'bob', parentId: 'admin', roles: [] },
   { id: 'reader', parentId: 'admin', roles: ['ROLE_USER_MANAGEMENT_READ'] },
+  { id: 'dave', parentId: 'reader', roles: [] },
+  { id: 'creator', parentId: 'admin', roles: ['ROLE_USER_MANAGEMENT_CREATE'] },
+  { id: 'frank', parentId: 'creator', roles: [] },
   { id: 'eve', tenant: 'other', parentId: null, roles: ['ROLE_USER_MANAGEMENT_ADMIN', 'ROLE_USER_MANAGEMENT_CREATE', 'ROLE_USER_MANAGEMENT_READ'] },
   { id: 'alice', tenant: 'other', parentId: 'eve', roles: [] }
 ]

@@ -234,7 +234,7 @@ t.test('S6 Redis hung: 503 after the timeout, then service resumes by itself', a
   const elapsed = Date.now() - started
   t.equal(read.statusCode, 503)
   t.equal(read.json().code, 'FST_TOTP_UNAVAILABLE')
-  t.match(read.json().message, /did not answer within 300 ms/)
+  t.equal(read.json().message, 'TOTP service unavailable, try again shortly', 'no internals in the answer')
   t.ok(elapsed >= 290 && elapsed < 1_500, `bounded wait (${elapsed} ms)`)
 
   await server.thaw()

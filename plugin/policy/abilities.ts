@@ -6,7 +6,7 @@ export const ROLE_CREATE = 'ROLE_USER_MANAGEMENT_CREATE'
 export const ROLE_READ = 'ROLE_USER_MANAGEMENT_READ'
 
 /** The fields a rule may match: the target user and the tenant. */
-export interface TargetFields { tenant: string; userId: string; parentId: string | null }
+export interface TargetFields { tenant: string; userId: string; parentId: string | null; ancestorIds: string[] }
 export type TotpAction = 'read' | 'revoke' | 'update'
 export type TotpSubjectType = 'TotpStatus' | 'TotpSecret' | 'TotpEnforcement' | 'TotpSettings'
 export type TargetSubject = (TargetFields & ForcedSubject<'TotpStatus'>) | (TargetFields & ForcedSubject<'TotpSecret'>) | (TargetFields & ForcedSubject<'TotpEnforcement'>)
@@ -18,7 +18,9 @@ export type { AbilityBuilderFn as AbilityBuilder }
 
 /**
  * The default rules (SPEC R4–R8). Later rules win in CASL, so the `cannot`
- * rules, each with the reason a 403 shows, come after the grants.
+ * rules, each with the reason a 403 shows, come after the grants; `extend`
+ * adds an app's rules after the role/parent refusals and before the hard
+ * ones (never oneself, never another tenant).
  */
 export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder<TotpAbility>, user: TotpUser) => void): TotpAbility {
   const b = new AbilityBuilder<TotpAbility>(createMongoAbility)
@@ -39,13 +41,13 @@ export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder
   if (read || admin) b.can('read', 'TotpSettings', { tenant })
   if (admin) b.can('update', 'TotpSettings', { tenant })
 
-  extend?.(b, user)
-
   if (!admin && !create) b.cannot('revoke', 'TotpSecret').because('R4: revoking needs ADMIN or CREATE on User management')
   else b.cannot('revoke', 'TotpSecret', { parentId: { $ne: user.id } }).because('R4: only the parent user may revoke a secret')
   if (!admin) b.cannot('update', 'TotpEnforcement').because('R5: enforcing TOTP needs ADMIN on User management')
   if (!admin) b.cannot('update', 'TotpSettings').because('R7: tenant settings need ADMIN on User management')
   if (!read && !admin) b.cannot('read', 'TotpSettings').because('R7: reading tenant settings needs READ or ADMIN on User management')
+  // an app's own rules go here: they can lift the refusals above (e.g. let ancestors revoke), not the ones below
+  extend?.(b, user)
   b.cannot('revoke', 'TotpSecret', { userId: user.id }).because('R4: nobody revokes their own secret')
   b.cannot('update', 'TotpEnforcement', { userId: user.id }).because('R5: nobody changes their own enforcement')
   for (const s of ['TotpStatus', 'TotpSecret', 'TotpEnforcement', 'TotpSettings'] as const) {
@@ -56,7 +58,7 @@ export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder
 
 /** A subject CASL can match (a plain object without `subject()` is always denied). */
 export function targetSubject (type: Exclude<TotpSubjectType, 'TotpSettings'>, target: TotpUser): TargetSubject {
-  return subject(type, { tenant: target.tenant ?? DEFAULT_TENANT, userId: target.id, parentId: target.parentId ?? null }) as TargetSubject
+  return subject(type, { tenant: target.tenant ?? DEFAULT_TENANT, userId: target.id, parentId: target.parentId ?? null, ancestorIds: target.ancestorIds ?? [] }) as TargetSubject
 }
 
 export function settingsSubject (tenant: string): SettingsSubject {
