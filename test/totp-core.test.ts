@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs'
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import {
@@ -41,6 +42,17 @@ function oathtool (secret: Uint8Array, epoch: number, p: TotpParams = DEFAULT_TO
     `--now=@${epoch}`, encodeSecret(secret)
   ], { encoding: 'utf8' }).trim()
 }
+
+t.test('S1 RFC 6238 vectors: the copy above is the project\'s shared vectors file', async (t) => {
+  // ../shared sits beside the clone in development and in CI; a clone elsewhere has only the copy
+  const file = new URL('../../shared/vectors/rfc6238.json', import.meta.url)
+  if (!existsSync(file)) return t.pass('shared/vectors not beside this clone: using the copy')
+  const shared = JSON.parse(readFileSync(file, 'utf8'))
+  t.same(Object.fromEntries(Object.entries(shared.secrets).map(([k, v]: [string, any]) => [k.toLowerCase(), v.ascii])), RFC6238.secrets)
+  t.same(shared.vectors.map((v: any) => ({ time: v.time, sha1: v.SHA1, sha256: v.SHA256, sha512: v.SHA512 })), RFC6238.vectors)
+  t.equal(shared.digits, 8)
+  t.equal(shared.period, 30)
+})
 
 t.test('S1 RFC 6238 vectors: generate and verify for SHA1, SHA256 and SHA512', async (t) => {
   for (const algorithm of ALGORITHMS) {
