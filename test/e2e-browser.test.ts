@@ -1,0 +1,309 @@
+// The seed's whole story in a real browser (Debian's chromium driven by playwright-core),
+// against the example app on Redis: enrol by reading the QR code off the page, verify,
+// revoke, enforce, set up at login, lock out, and disable TOTP again.
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import jsqr from 'jsqr'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { PNG } from 'pngjs'
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { build } from '../example/app.js'
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+// SAVE_SCREENSHOTS=1 refreshes the README's pictures; otherwise they go to a temp dir (random QR codes would dirty git)
+const SCREENSHOTS = process.env.SAVE_SCREENSHOTS === '1'
+  ? new URL('../docs/screenshots/', import.meta.url)
+  : pathToFileURL(mkdtempSync(join(tmpdir(), 'totp-shots-')) + '/')
+const PERIOD = 30
+// jsqr is CommonJS with `exports.default`: under NodeNext the function is `.default`
+const jsQR = jsqr.default
+
+// --- an authenticator app, written here from RFC 4648, 4226 and 6238 (not the plugin's code) ---
+
+function base32Decode (input: string): Buffer {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+  const bytes: number[] = []
+  let value = 0
+  let bits = 0
+  for (const char of input.replace(/=+$/, '').toUpperCase()) {
+    const index = alphabet.indexOf(char)
+    if (index < 0) throw new Error(`not base32: ${char}`)
+    value = (value << 5) | index
+    bits += 5
+    if (bits >= 8) {
+      bits -= 8
+      bytes.push((value >>> bits) & 0xff)
+    }
+  }
+  return Buffer.from(bytes)
+}
+
+function hotp (key: Buffer, counter: number, digits = 6): string {
+  const message = Buffer.alloc(8)
+  message.writeBigUInt64BE(BigInt(counter))
+  const mac = createHmac('sha1', key).update(message).digest()
+  const offset = mac[mac.length - 1] & 0x0f
+  const binary = mac.readUInt32BE(offset) & 0x7fffffff
+  return String(binary % 10 ** digits).padStart(digits, '0')
+}
+
+const stepNow = (): number => Math.floor(Date.now() / 1000 / PERIOD)
+
+/** An authenticator for one account: never hands out a time step twice (RFC 6238 §5.2 replay rule). */
+class Authenticator {
+  #key: Buffer
+  #lastStep = -1
+  constructor (readonly secret: string) { this.#key = base32Decode(secret) }
+
+  /** The current code, or the next step's if the current one was used (the server accepts ±1 step). */
+  code (): string {
+    this.#lastStep = Math.max(stepNow(), this.#lastStep + 1)
+    return hotp(this.#key, this.#lastStep)
+  }
+
+  /** A code no nearby step accepts. */
+  wrongCode (): string {
+    const near = new Set([-2, -1, 0, 1, 2].map((d) => hotp(this.#key, stepNow() + d)))
+    let code = '000000'
+    for (let i = 0; near.has(code); i++) code = String(i).padStart(6, '0')
+    return code
+  }
+}
+
+// --- the browser side ---
+
+/** Reads the QR code the way a phone does: from the pixels on screen. */
+async function scanQrCode (page: Page): Promise<URL> {
+  const image = page.getByRole('img', { name: 'QR code' })
+  await image.waitFor()
+  await page.waitForFunction(() => (document.querySelector('img[alt="QR code"]') as HTMLImageElement | null)?.complete === true)
+  const png = PNG.sync.read(await image.screenshot())
+  const qr = jsQR(new Uint8ClampedArray(png.data.buffer, png.data.byteOffset, png.data.length), png.width, png.height)
+  if (qr === null) throw new Error('no QR code found in the screenshot')
+  return new URL(qr.data)
+}
+
+async function signIn (page: Page, username: string): Promise<void> {
+  await page.goto('/')
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Password').fill('demo')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.waitForURL((url) => url.pathname !== '/')
+}
+
+async function signOut (page: Page): Promise<void> {
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.waitForURL((url) => url.pathname === '/')
+}
+
+/** Administration > Accounts > Users > `username` > Login options. */
+async function loginOptionsOf (page: Page, username: string) {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Administration' }).click()
+  await page.waitForURL('**/admin/users')
+  await page.getByRole('link', { name: username, exact: true }).click()
+  await page.waitForURL(`**/admin/users/${username}`)
+  const section = page.getByRole('region', { name: 'Login options' })
+  await section.getByText(/TOTP:|not allowed to see/).waitFor()
+  return section
+}
+
+async function revoke (page: Page, section: ReturnType<Page['getByRole']>): Promise<void> {
+  await section.getByRole('button', { name: 'Revoke TOTP secret' }).click()
+  await page.getByRole('dialog', { name: 'Revoke TOTP secret' }).getByRole('button', { name: 'Revoke', exact: true }).click()
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: new URL(`${name}.png`, SCREENSHOTS).pathname })
+
+t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, disable', async (t) => {
+  const keyPrefix = `e2e:${randomBytes(6).toString('hex')}:`
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
+  let app: FastifyInstance | undefined
+  t.teardown(async () => {
+    await app?.close()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+    redis.disconnect()
+  })
+  app = await build({
+    redis,
+    keyPrefix,
+    encryptionKey: randomBytes(32).toString('base64'),
+    sessionSecret: randomBytes(32).toString('base64url')
+  })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+
+  const browser: Browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+  t.teardown(() => browser.close())
+  mkdirSync(SCREENSHOTS, { recursive: true })
+
+  const requested: string[] = []
+  const pageErrors: string[] = []
+  /** One person at their own browser: separate cookies. */
+  async function person (): Promise<Page> {
+    const context: BrowserContext = await browser.newContext({ baseURL: origin, viewport: { width: 1000, height: 700 } })
+    context.setDefaultTimeout(10_000)
+    context.on('request', (request) => { requested.push(request.url()) })
+    context.on('weberror', (error) => { pageErrors.push(error.error().message) })
+    return context.newPage()
+  }
+
+  const alice = await person()
+  const manager = await person()
+  const admin = await person()
+  const carol = await person()
+  const bob = await person()
+  let aliceApp: Authenticator
+  let carolApp: Authenticator
+
+  await t.test('R1 alice sets up TOTP from User settings, scanning the QR code off the page', async (t) => {
+    await alice.goto('/')
+    await shot(alice, 'sign-in')
+    await signIn(alice, 'alice')
+    t.equal(new URL(alice.url()).pathname, '/home', 'no TOTP yet: straight home')
+    await alice.getByText('Signed in as alice').first().waitFor()
+    await alice.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'User settings' }).click()
+    await alice.getByRole('button', { name: 'Set up two-factor authentication' }).click()
+    const uri = await scanQrCode(alice)
+    t.equal(uri.protocol, 'otpauth:')
+    t.equal(uri.host, 'totp')
+    t.equal(decodeURIComponent(uri.pathname), '/fastify-totp demo:alice', 'label Issuer:account')
+    t.equal(uri.searchParams.get('issuer'), 'fastify-totp demo')
+    const secret = uri.searchParams.get('secret') ?? ''
+    t.match(secret, /^[A-Z2-7]{32}$/, '160-bit secret')
+    t.equal(await alice.locator('code.secret').textContent(), secret, 'the same secret is shown for manual entry')
+    await shot(alice, 'user-settings-setup')
+    aliceApp = new Authenticator(secret)
+    await alice.getByLabel('Verification code').fill(aliceApp.code())
+    await alice.getByRole('button', { name: 'Confirm' }).click()
+    await alice.getByText('Two-factor authentication is enabled for your account').waitFor()
+    t.equal((await app.totp.status('alice')).enabled, true)
+  })
+
+  await t.test('R3 alice signs in again through the "Verification code" page; a wrong code shows an error', async (t) => {
+    await signOut(alice)
+    await signIn(alice, 'alice')
+    t.equal(new URL(alice.url()).pathname, '/verify')
+    await alice.getByLabel('Verification code').fill(aliceApp.wrongCode())
+    await alice.getByRole('button', { name: 'Verify' }).click()
+    await alice.getByRole('alert').filter({ hasText: 'Wrong code' }).waitFor()
+    await shot(alice, 'verification-code')
+    await alice.getByLabel('Verification code').fill(aliceApp.code())
+    await alice.getByRole('button', { name: 'Verify' }).click()
+    await alice.waitForURL('**/home')
+    await alice.getByText('Signed in as alice').first().waitFor()
+    t.pass('verified and home')
+  })
+
+  await t.test('R4 the manager (alice\'s parent) revokes her secret: Login options > Revoke TOTP secret > Revoke', async (t) => {
+    await signIn(manager, 'manager')
+    const options = await loginOptionsOf(manager, 'alice')
+    await options.getByText('TOTP: set up').waitFor()
+    await shot(manager, 'login-options')
+    await options.getByRole('button', { name: 'Revoke TOTP secret' }).click()
+    const dialog = manager.getByRole('dialog', { name: 'Revoke TOTP secret' })
+    await dialog.waitFor()
+    await shot(manager, 'revoke-dialog')
+    await dialog.getByRole('button', { name: 'Revoke', exact: true }).click()
+    await options.getByRole('status').filter({ hasText: 'The TOTP secret of alice is revoked.' }).waitFor()
+    await options.getByText('TOTP: not set up').waitFor()
+    t.equal((await app.totp.status('alice')).enabled, false)
+    await alice.goto('/settings')
+    await alice.getByText('Two-factor authentication is not set up').waitFor()
+    t.pass('alice sees it in User settings')
+  })
+
+  await t.test('R4 R5 bob (no roles) is told he is not allowed to revoke nor enforce', async (t) => {
+    await signIn(bob, 'bob')
+    const options = await loginOptionsOf(bob, 'alice')
+    await options.getByText('You are not allowed to see the TOTP status of alice').waitFor()
+    await revoke(bob, options)
+    await options.getByRole('alert').filter({ hasText: 'You are not allowed to do this: R4: revoking needs ADMIN or CREATE on User management' }).waitFor()
+    await options.getByLabel('Enforce TOTP for the user').check()
+    await options.getByRole('button', { name: 'Save' }).click()
+    await options.getByRole('alert').filter({ hasText: 'R5: enforcing TOTP needs ADMIN on User management' }).waitFor()
+    t.equal((await app.totp.status('alice')).enforced, false)
+  })
+
+  await t.test('R5 admin ticks "Enforce TOTP for the user" on carol and clicks Save', async (t) => {
+    await signIn(admin, 'admin')
+    const options = await loginOptionsOf(admin, 'carol')
+    await options.getByLabel('Enforce TOTP for the user').check()
+    await options.getByRole('button', { name: 'Save' }).click()
+    await options.getByRole('status').filter({ hasText: 'Saved: TOTP is enforced for carol.' }).waitFor()
+    t.equal((await app.totp.status('carol')).enforced, true)
+  })
+
+  await t.test('R3 carol is shown the QR code at login before anything else, sets up and reaches home', async (t) => {
+    await signIn(carol, 'carol')
+    t.equal(new URL(carol.url()).pathname, '/setup')
+    await carol.getByRole('heading', { name: 'Set up two-factor authentication' }).waitFor()
+    await carol.goto('/home')
+    await carol.waitForURL('**/setup')
+    t.pass('home sends her back to the setup')
+    const uri = await scanQrCode(carol)
+    await shot(carol, 'setup-at-login')
+    carolApp = new Authenticator(uri.searchParams.get('secret') ?? '')
+    await carol.getByLabel('Verification code').fill(carolApp.code())
+    await carol.getByRole('button', { name: 'Confirm' }).click()
+    await carol.waitForURL('**/home')
+    await carol.getByText('Signed in as carol').first().waitFor()
+  })
+
+  await t.test('S4 wrong codes lock carol out; the page shows the wait', async (t) => {
+    await signOut(carol)
+    await signIn(carol, 'carol')
+    t.equal(new URL(carol.url()).pathname, '/verify')
+    const answers: number[] = []
+    for (let i = 0; i < 6; i++) {
+      await carol.getByLabel('Verification code').fill(carolApp.wrongCode())
+      const [response] = await Promise.all([
+        carol.waitForResponse((r) => r.url().endsWith('/totp/verify')),
+        carol.getByRole('button', { name: 'Verify' }).click()
+      ])
+      answers.push(response.status())
+    }
+    t.same(answers, [401, 401, 401, 401, 401, 429], '5 free failures, then locked without checking')
+    await carol.getByRole('alert').filter({ hasText: /Too many wrong codes\. Try again in \d+ seconds\./ }).waitFor()
+  })
+
+  await t.test('R6 disabling TOTP for carol: admin clears the checkbox, the manager revokes, then Save', async (t) => {
+    const asAdmin = await loginOptionsOf(admin, 'carol')
+    await asAdmin.getByText(/Locked out after wrong codes until/).waitFor()
+    await asAdmin.getByLabel('Enforce TOTP for the user').uncheck()
+    await asAdmin.getByRole('button', { name: 'Save' }).click()
+    await asAdmin.getByRole('status').filter({ hasText: 'Saved: TOTP is no longer enforced for carol.' }).waitFor()
+
+    const asManager = await loginOptionsOf(manager, 'carol')
+    t.equal(await asManager.getByLabel('Enforce TOTP for the user').isChecked(), false)
+    await revoke(manager, asManager)
+    await asManager.getByRole('status').filter({ hasText: 'The TOTP secret of carol is revoked.' }).waitFor()
+    await asManager.getByRole('button', { name: 'Save' }).click()
+    await asManager.getByRole('status').filter({ hasText: 'No changes to save.' }).waitFor()
+    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, lockedUntil: null }, 'secret, enforcement and lock are gone')
+
+    await signOut(carol)
+    await signIn(carol, 'carol')
+    t.equal(new URL(carol.url()).pathname, '/home', 'no TOTP step any more')
+    await carol.getByText('Signed in as carol').first().waitFor()
+  })
+
+  await t.test('no page loaded anything from outside the app, and no script failed', async (t) => {
+    const outside = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith('data:'))
+    t.same(outside, [], `${requested.length} requests, all to ${origin}`)
+    t.same(pageErrors, [])
+  })
+})
