@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { DEFAULT_TENANT } from './options.js'
-import type { TotpContext } from './context.js'
+import { guarded, type TotpContext } from './context.js'
 import type { TenantSettings } from './stores/store.js'
 import type { TotpAbility } from './policy/abilities.js'
 import type { TotpUser } from './options.js'
@@ -8,8 +8,10 @@ import type { TotpUser } from './options.js'
 export interface TotpUserStatus {
   userId: string
   enabled: boolean
-  /** The per-user flag (R5); tenant-wide enforcement is in the settings. */
+  /** The per-user flag (R5). */
   enforced: boolean
+  /** No active secret while enforced for the user or the whole tenant: the next sign-in must set TOTP up. */
+  setupRequired: boolean
   /** ISO time until which the user is locked out, or null. */
   lockedUntil: string | null
 }
@@ -26,7 +28,8 @@ export interface OperatorScope {
 
 /**
  * `fastify.totp`: the admin operations for operators and scripts. It checks no
- * abilities — it is how a root user, who has no parent, gets reset.
+ * abilities — it is how a root user, who has no parent, gets reset. A store that
+ * cannot answer rejects with 503 `FST_TOTP_UNAVAILABLE`.
  */
 export interface TotpOperator {
   status: (userId: string, scope?: OperatorScope) => Promise<TotpUserStatus>
@@ -43,21 +46,27 @@ export function createOperator (ctx: TotpContext): TotpOperator {
   const { store } = ctx
   return {
     async status (userId, { tenant = DEFAULT_TENANT } = {}) {
-      const s = await store.gate({ tenant, userId })
-      return { userId, enabled: s.enabled, enforced: s.enforced, lockedUntil: s.lockedUntil > Date.now() ? new Date(s.lockedUntil).toISOString() : null }
+      const s = await guarded(store.gate({ tenant, userId }))
+      return {
+        userId,
+        enabled: s.enabled,
+        enforced: s.enforced,
+        setupRequired: !s.enabled && (s.enforced || s.enforceAll),
+        lockedUntil: s.lockedUntil > Date.now() ? new Date(s.lockedUntil).toISOString() : null
+      }
     },
     async revoke (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      const had = await store.revoke({ tenant, userId })
+      const had = await guarded(store.revoke({ tenant, userId }))
       ctx.emit(request ?? null, { type: 'secret.revoked', tenant, userId, actorId, ...(had ? {} : { reason: 'nothing to revoke' }) })
       return had
     },
     async setEnforced (userId, enforced, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      await store.setEnforced({ tenant, userId }, enforced)
+      await guarded(store.setEnforced({ tenant, userId }, enforced))
       ctx.emit(request ?? null, { type: 'enforcement.changed', tenant, userId, actorId, enforced })
     },
-    getSettings: async ({ tenant = DEFAULT_TENANT } = {}) => store.getSettings(tenant),
+    getSettings: async ({ tenant = DEFAULT_TENANT } = {}) => guarded(store.getSettings(tenant)),
     async setSettings (settings, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      await store.setSettings(tenant, { enforceAll: settings.enforceAll })
+      await guarded(store.setSettings(tenant, { enforceAll: settings.enforceAll }))
       ctx.emit(request ?? null, { type: 'settings.changed', tenant, actorId, enforceAll: settings.enforceAll })
     },
     abilityFor: (user) => ctx.abilities(user)

@@ -40,6 +40,7 @@ for (const c of TABLE) {
       if (c[action] === 403) t.equal(res.json().code, 'FST_TOTP_FORBIDDEN')
       if (c[action] === 404) t.equal(res.json().code, 'FST_TOTP_USER_NOT_FOUND')
       if (action === 'revoke' && c.revoke === 403 && c.reason !== undefined) t.match(res.json().message, c.reason, 'the reason names the rule')
+      if (action === 'read' && c.read === 403) t.match(res.json().message, /R8: reading another user's status/, 'the reason names R8')
     }
   })
 }
@@ -73,7 +74,7 @@ t.test('R8 status never contains a secret', async (t) => {
   const m = new Agent(app)
   await m.login('manager')
   const res = await m.get('/totp/users/alice')
-  t.same(res.json(), { userId: 'alice', enabled: true, enforced: false, lockedUntil: null })
+  t.same(res.json(), { userId: 'alice', enabled: true, enforced: false, setupRequired: false, lockedUntil: null })
   t.notOk(res.body.includes(secret))
 })
 

@@ -28,6 +28,8 @@ t.test('S6 fail closed: with Redis stopped a protected route answers 503, not 20
   t.equal(verify.statusCode, 503, 'verification fails closed')
   t.equal((await fresh.get('/totp/status')).statusCode, 503)
   t.equal((await agent.get('/public')).statusCode, 200, 'opted-out routes still answer')
+  await t.rejects(app.totp.status('alice'), { code: 'FST_TOTP_UNAVAILABLE', statusCode: 503 }, 'the operator API fails with 503 too')
+  await t.rejects(app.totp.revoke('alice'), { code: 'FST_TOTP_UNAVAILABLE' })
 
   await server.start()
   let status = 0

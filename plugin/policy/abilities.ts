@@ -45,6 +45,10 @@ export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder
   else b.cannot('revoke', 'TotpSecret', { parentId: { $ne: user.id } }).because('R4: only the parent user may revoke a secret')
   if (!admin) b.cannot('update', 'TotpEnforcement').because('R5: enforcing TOTP needs ADMIN on User management')
   if (!admin) b.cannot('update', 'TotpSettings').because('R7: tenant settings need ADMIN on User management')
+  if (!read && !admin) {
+    b.cannot('read', 'TotpStatus', create ? { userId: { $ne: user.id }, parentId: { $ne: user.id } } : { userId: { $ne: user.id } })
+      .because('R8: reading another user\'s status needs READ or ADMIN on User management, or CREATE as their parent')
+  }
   if (!read && !admin) b.cannot('read', 'TotpSettings').because('R7: reading tenant settings needs READ or ADMIN on User management')
   // an app's own rules go here: they can lift the refusals above (e.g. let ancestors revoke), not the ones below
   extend?.(b, user)

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { TotpForbiddenError, TotpUserNotFoundError } from '../errors.js'
-import { guarded, requireUser, type TotpContext } from '../context.js'
+import { requireUser, type TotpContext } from '../context.js'
 import { DEFAULT_TENANT, type TotpUser } from '../options.js'
 import type { TotpOperator } from '../operator.js'
 import { refusal, settingsSubject, targetSubject, type TotpAction, type TotpSubjectType } from '../policy/abilities.js'
@@ -25,12 +25,12 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
   if (findUser !== undefined) {
     scope.get<UserRoute>('/users/:userId', { schema: { params: userParams } }, async (request) => {
       const { target, tenant } = await authorize(request, 'read', 'TotpStatus')
-      return guarded(op.status(target.id, { tenant }))
+      return op.status(target.id, { tenant })
     })
 
     scope.delete<UserRoute>('/users/:userId/secret', { schema: { params: userParams } }, async (request, reply) => {
       const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret')
-      await guarded(op.revoke(target.id, { tenant, actorId: actor.id, request }))
+      await op.revoke(target.id, { tenant, actorId: actor.id, request })
       return reply.code(204).send()
     })
 
@@ -38,7 +38,7 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
       schema: { params: userParams, body: enforcementBody }
     }, async (request) => {
       const { actor, target, tenant } = await authorize(request, 'update', 'TotpEnforcement')
-      await guarded(op.setEnforced(target.id, request.body.enforced, { tenant, actorId: actor.id, request }))
+      await op.setEnforced(target.id, request.body.enforced, { tenant, actorId: actor.id, request })
       return { userId: target.id, enforced: request.body.enforced }
     })
   }
@@ -52,12 +52,12 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
 
   scope.get('/settings', async (request) => {
     const { tenant } = authorizeSettings(request, 'read')
-    return guarded(op.getSettings({ tenant }))
+    return op.getSettings({ tenant })
   })
 
   scope.put<{ Body: { enforceAll: boolean } }>('/settings', { schema: { body: settingsBody } }, async (request) => {
     const { actor, tenant } = authorizeSettings(request, 'update')
-    await guarded(op.setSettings({ enforceAll: request.body.enforceAll }, { tenant, actorId: actor.id, request }))
+    await op.setSettings({ enforceAll: request.body.enforceAll }, { tenant, actorId: actor.id, request })
     return { enforceAll: request.body.enforceAll }
   })
 }
