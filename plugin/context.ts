@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { open, type KeyRing } from './crypto/seal.js'
 import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
@@ -61,6 +62,14 @@ export async function failure (ctx: TotpContext, request: FastifyRequest, reply:
   }
   throw new TotpInvalidCodeError()
 }
+
+/**
+ * Who is consuming a time step: a digest of the session id the request came with (before S5
+ * changes it). Lets that session, and only it, complete a verification whose answer it never
+ * got (a timeout, a 503) with the same code.
+ */
+export const consumerToken = (request: FastifyRequest): string =>
+  createHash('sha256').update(String(request.session.sessionId)).digest('base64url').slice(0, 16)
 
 /** S5: a new session id once a code is verified; the app's own session data is carried over. */
 export async function markVerified (request: FastifyRequest, ref: UserRef, gen: number): Promise<void> {

@@ -293,7 +293,7 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
     await asManager.getByRole('status').filter({ hasText: 'The TOTP secret of carol is revoked.' }).waitFor()
     await asManager.getByRole('button', { name: 'Save' }).click()
     await asManager.getByRole('status').filter({ hasText: 'No changes to save.' }).waitFor()
-    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, lockedUntil: null }, 'secret, enforcement and lock are gone')
+    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, setupRequired: false, lockedUntil: null }, 'secret, enforcement and lock are gone')
 
     await signOut(carol)
     await signIn(carol, 'carol')

@@ -44,6 +44,8 @@ export interface BuildOptions {
   sessions?: 'redis' | 'memory'
   /** Where TOTP state lives. @default 'redis' */
   store?: 'redis' | 'memory'
+  /** Milliseconds the Redis session store waits for Redis. @default the store's own (2000) */
+  sessionTimeout?: number
 }
 
 /** A fresh prefix per test: tests never see each other's keys. */
@@ -74,7 +76,7 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
     secret: SESSION_SECRET,
     cookie: { secure: false },
     saveUninitialized: false,
-    store: opts.sessions === 'memory' ? undefined : new RedisSessionStore({ client: redis, prefix: `${keyPrefix}sess:` })
+    store: opts.sessions === 'memory' ? undefined : new RedisSessionStore({ client: redis, prefix: `${keyPrefix}sess:`, timeout: opts.sessionTimeout })
   })
   const find = (tenant: string, id: string): TotpUser | null =>
     users.find((u) => u.id === id && (u.tenant ?? 'default') === tenant) ?? null

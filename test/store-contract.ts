@@ -57,6 +57,23 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.same(await s.consume(ref(), 1), { ok: false, reason: 'not-enabled' })
   })
 
+  t.test(`${name}: S3/S6 only the session that consumed a step may complete it again (its answer was lost), nobody else`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    await s.startSetup(u, 'x', 60_000)
+    t.match(await s.confirmSetup(u, 'x', 10, 'session-a'), { ok: true })
+    t.match(await s.consume(u, 10, 'session-a'), { ok: true }, 'the confirming session retries its step')
+    t.match(await s.consume(u, 10, 'session-b'), { ok: false, reason: 'failed' }, 'another session: a replay')
+    t.match(await s.consume(u, 10), { ok: false, reason: 'failed' }, 'no token: a replay')
+    t.match(await s.consume(u, 11, 'session-b'), { ok: true })
+    t.equal((await s.load(u)).consumer, 'session-b')
+    t.match(await s.consume(u, 11, 'session-a'), { ok: false, reason: 'failed' }, 'a previous consumer has no say')
+    t.match(await s.consume(u, 11, 'session-b'), { ok: true })
+    t.match(await s.consume(u, 10, 'session-b'), { ok: false, reason: 'failed' }, 'never an older step')
+    await s.revoke(u)
+    t.equal((await s.load(u)).consumer, null, 'revocation clears it')
+  })
+
   t.test(`${name}: S4 failures lock from the free-th on, doubling, capped; locked attempts are not charged; success resets`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
@@ -111,7 +128,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     await s.setEnforced(u, true)
     t.equal(await s.revoke(u), true)
     t.same(await s.gate(u), { enabled: false, enforced: true, enforceAll: false, gen: 2, lockedUntil: 0 })
-    t.same(await s.load(u), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 2 })
+    t.same(await s.load(u), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 2, consumer: null })
     t.equal(await s.revoke(u), false, 'nothing left')
     await s.startSetup(u, 'y', 60_000)
     t.equal(await s.revoke(u), true, 'a pending setup counts')

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import QRCode from 'qrcode'
 import { seal } from '../crypto/seal.js'
 import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
-import { failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
+import { consumerToken, failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { encodeSecret, generateSecret, keyUri, verifyCode } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
@@ -41,7 +41,7 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     const secret = openSecret(ctx, request, st.pending, ref)
     const v = verifyCode(secret, request.body.code, totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
     if (!v.valid) return failure(ctx, request, reply, ref, 'setup.failed')
-    const r = await guarded(ctx.store.confirmSetup(ref, st.pending, v.timeStep))
+    const r = await guarded(ctx.store.confirmSetup(ref, st.pending, v.timeStep, consumerToken(request)))
     if (!r.ok) {
       if (r.reason === 'already-enabled') throw new TotpAlreadyEnabledError()
       if (r.reason === 'no-pending') throw new TotpNoPendingSetupError()

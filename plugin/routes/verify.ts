@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { TotpNotEnabledError } from '../errors.js'
-import { failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
+import { consumerToken, failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { verifyCode } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
@@ -32,9 +32,12 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
     if (ipMs > 0) locked(reply, ipMs)
     const secret = openSecret(ctx, request, st.sealed, ref)
-    const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
+    const consumer = consumerToken(request)
+    // this session consumed the last step but may never have heard so: the same code completes it
+    const after = st.lastStep < 0 ? undefined : st.consumer === consumer ? st.lastStep - 1 : st.lastStep
+    const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: after })
     if (!v.valid) return failure(ctx, request, reply, ref, 'verify.failed')
-    const r = await guarded(ctx.store.consume(ref, v.timeStep))
+    const r = await guarded(ctx.store.consume(ref, v.timeStep, consumer))
     if (!r.ok) {
       if (r.reason === 'not-enabled') throw new TotpNotEnabledError()
       // lost the race for this time step: a reused code, already charged by the script

@@ -12,8 +12,8 @@ declare module 'ioredis' {
     totpGate(user: string, settings: string): Result<Reply, Context>
     totpLoad(user: string, pending: string): Result<Reply, Context>
     totpSetup(user: string, pending: string, sealed: string, ttlMs: number): Result<number, Context>
-    totpConfirm(user: string, pending: string, sealed: string, step: number, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
-    totpConsume(user: string, step: number, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
+    totpConfirm(user: string, pending: string, sealed: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
+    totpConsume(user: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
     totpFail(user: string, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
     totpIpFail(ip: string, windowMs: number, max: number): Result<number, Context>
     totpIpCheck(ip: string, max: number): Result<number, Context>
@@ -95,7 +95,7 @@ export class RedisTotpStore implements TotpStore {
 
   async load (ref: UserRef): Promise<SecretState> {
     const r = await this.run(this.client.totpLoad(this.keys.user(ref), this.keys.pending(ref)))
-    return { sealed: (r[0] as string) || null, pending: (r[1] as string) || null, lastStep: Number(r[2]), lockedForMs: Number(r[3]), gen: Number(r[4]) }
+    return { sealed: (r[0] as string) || null, pending: (r[1] as string) || null, lastStep: Number(r[2]), lockedForMs: Number(r[3]), gen: Number(r[4]), consumer: (r[5] as string) || null }
   }
 
   async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
@@ -103,14 +103,14 @@ export class RedisTotpStore implements TotpStore {
     return r === 1 ? 'ok' : 'already-enabled'
   }
 
-  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number): Promise<AttemptResult> {
+  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = ''): Promise<AttemptResult> {
     const { lock } = this.policy
-    return attemptResult(await this.run(this.client.totpConfirm(this.keys.user(ref), this.keys.pending(ref), sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs)))
+    return attemptResult(await this.run(this.client.totpConfirm(this.keys.user(ref), this.keys.pending(ref), sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer)))
   }
 
-  async consume (ref: UserRef, timeStep: number): Promise<AttemptResult> {
+  async consume (ref: UserRef, timeStep: number, consumer = ''): Promise<AttemptResult> {
     const { lock } = this.policy
-    return attemptResult(await this.run(this.client.totpConsume(this.keys.user(ref), timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs)))
+    return attemptResult(await this.run(this.client.totpConsume(this.keys.user(ref), timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer)))
   }
 
   async fail (ref: UserRef): Promise<AttemptResult> {

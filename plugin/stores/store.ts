@@ -26,6 +26,8 @@ export interface SecretState {
   /** Milliseconds the lock still lasts; 0 when not locked. */
   lockedForMs: number
   gen: number
+  /** Token of the session whose code consumed `lastStep` (see `consume`); null when none. */
+  consumer: string | null
 }
 
 export type AttemptResult =
@@ -51,9 +53,13 @@ export interface TotpStore {
   /** Starts (or restarts) a pending setup; refuses when a secret is active. */
   startSetup(ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'>
   /** Activates the pending secret `sealedPending` with its confirming step (which counts as used). */
-  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number): Promise<AttemptResult>
-  /** Consumes a time step: succeeds only if it is newer than the last accepted one. */
-  consume(ref: UserRef, timeStep: number): Promise<AttemptResult>
+  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number, consumer?: string): Promise<AttemptResult>
+  /**
+   * Consumes a time step: succeeds only if it is newer than the last accepted one — or if it is
+   * the last accepted one and `consumer` (a token of the session) consumed it: the same session
+   * retrying a verification whose answer it never got (timeout, 503), not a replay.
+   */
+  consume(ref: UserRef, timeStep: number, consumer?: string): Promise<AttemptResult>
   /** Charges a failure (wrong or reused code). */
   fail(ref: UserRef): Promise<AttemptResult>
   /** Milliseconds this IP is still refused for; 0 when within its budget. */

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 
 export interface RedisServer {
   port: number
@@ -29,7 +30,28 @@ export interface RedisClusterHandle {
   stopNode(port: number): Promise<void>
   /** Restarts a stopped node with its cluster config; resolves once it reports `cluster_state:ok`. */
   startNode(port: number): Promise<void>
+  /** SIGKILL: a crash (no shutdown save, no goodbye to the cluster bus); `startNode` brings it back. */
+  killNode(port: number): Promise<void>
+  /** SIGSTOP / SIGCONT one node: it keeps its connections but answers nothing. */
+  freezeNode(port: number): Promise<void>
+  thawNode(port: number): Promise<void>
+  /** Resolves once every replica of the master on `port` has acknowledged all of its writes so far. */
+  waitReplicated(port: number, timeoutMs?: number): Promise<void>
+  /** Resolves once every running node reports all 16384 slots served by reachable masters. */
+  waitSlotsServed(timeoutMs?: number): Promise<void>
+  /**
+   * After `killNode`/`stopNode` of a master with replicas: resolves once the running nodes
+   * agree that a replica took over its slots (none owned by `port` any more, all served).
+   */
+  waitPromoted(port: number, timeoutMs?: number): Promise<void>
 }
+
+/**
+ * Extra `redis-server` arguments, appended after the defaults so they override them,
+ * e.g. `['--appendonly', 'yes']` for a server whose data survives `stop()`/`start()`,
+ * or `['--cluster-require-full-coverage', 'no']`.
+ */
+export type ServerArgs = string[]
 
 const HOST = '127.0.0.1'
 const START_TIMEOUT_MS = 10_000
@@ -187,6 +209,13 @@ class RedisProcess {
     clearTimeout(timer)
   }
 
+  async kill (): Promise<void> {
+    const child = this.#child
+    if (!child) return
+    child.kill('SIGKILL')
+    await this.#exited
+  }
+
   signal (signal: NodeJS.Signals): void {
     if (!this.#child) throw new Error(`redis-server on port ${this.port} is not running`)
     this.#child.kill(signal)
@@ -199,11 +228,11 @@ class RedisProcess {
 }
 
 /** Starts a standalone redis-server on a free port (or `opts.port`). */
-export async function startRedis (opts: { port?: number } = {}): Promise<RedisServer> {
+export async function startRedis (opts: { port?: number, args?: ServerArgs } = {}): Promise<RedisServer> {
   const attempts = opts.port === undefined ? 3 : 1
   let proc: RedisProcess | undefined
   for (let attempt = 1; ; attempt++) {
-    proc = new RedisProcess(opts.port ?? await freePort())
+    proc = new RedisProcess(opts.port ?? await freePort(), () => opts.args ?? [])
     try {
       await proc.start()
       break
@@ -249,7 +278,7 @@ async function waitClusterOk (ports: number[], expectedNodes: number, timeoutMs 
  * `redis-cli --cluster create` and resolves once every node reports `cluster_state:ok`
  * with all 16384 slots assigned.
  */
-export async function startRedisCluster (opts: { masters?: number, replicasPerMaster?: number, basePort?: number } = {}): Promise<RedisClusterHandle> {
+export async function startRedisCluster (opts: { masters?: number, replicasPerMaster?: number, basePort?: number, args?: ServerArgs } = {}): Promise<RedisClusterHandle> {
   const masters = opts.masters ?? 3
   const replicas = opts.replicasPerMaster ?? 0
   if (!Number.isInteger(masters) || masters < 3) throw new Error('a Redis Cluster needs at least 3 masters')
@@ -267,7 +296,11 @@ export async function startRedisCluster (opts: { masters?: number, replicasPerMa
   const nodes = new Map(ports.map((port) => [port, new RedisProcess(port, (dir) => [
     '--cluster-enabled', 'yes',
     '--cluster-config-file', path.join(dir, `nodes-${port}.conf`),
-    '--cluster-node-timeout', '2000'
+    '--cluster-node-timeout', '2000',
+    // replicas sync at once (Redis 7 waits 5 s for more replicas by default): a replica that
+    // never synced does not take over from its master
+    '--repl-diskless-sync-delay', '0',
+    ...(opts.args ?? [])
   ])]))
   const stopAll = async () => {
     await Promise.all([...nodes.values()].map((node) => node.stop()))
@@ -281,6 +314,7 @@ export async function startRedisCluster (opts: { masters?: number, replicasPerMa
       '--cluster-replicas', String(replicas), '--cluster-yes'
     ], 30_000)
     await waitClusterOk(ports, total)
+    if (replicas > 0) await waitReplicasSynced(ports, masters * replicas)
   } catch (err) {
     await stopAll()
     throw err
@@ -298,6 +332,115 @@ export async function startRedisCluster (opts: { masters?: number, replicasPerMa
     startNode: async (port) => {
       await node(port).start()
       await waitClusterOk(ports.filter((p) => node(p).running), total)
+    },
+    killNode: (port) => node(port).kill(),
+    waitReplicated: async (port, timeoutMs = CLUSTER_TIMEOUT_MS) => {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const info = await replicationInfo(port)
+        const offset = Number(/master_repl_offset:(\d+)/.exec(info)?.[1] ?? NaN)
+        const replicas = [...info.matchAll(/slave\d+:.*?state=(\w+),offset=(\d+)/g)]
+        if (replicas.length > 0 && replicas.every(([, state, at]) => state === 'online' && Number(at) >= offset)) return
+        if (Date.now() > deadline) throw new Error(`replicas of ${port} not caught up within ${timeoutMs} ms: ${info.replace(/\s+/g, ' ')}`)
+        await sleep(50)
+      }
+    },
+    freezeNode: async (port) => node(port).signal('SIGSTOP'),
+    thawNode: async (port) => node(port).signal('SIGCONT'),
+    waitSlotsServed: (timeoutMs = CLUSTER_TIMEOUT_MS) => waitSlotsServed(ports.filter((p) => node(p).running), timeoutMs),
+    waitPromoted: async (port, timeoutMs = CLUSTER_TIMEOUT_MS) => {
+      const running = ports.filter((p) => node(p).running)
+      const deadline = Date.now() + timeoutMs
+      // CLUSTER NODES: `id host:port@bus flags master ping pong epoch link slot…`; the old master's
+      // line keeps no slot once a replica took over
+      const ownsSlots = (text: string): boolean => text.split('\n').some((line) => {
+        const fields = line.trim().split(' ')
+        return fields[1]?.startsWith(`${HOST}:${port}@`) === true && fields.length > 8
+      })
+      for (;;) {
+        const views = await Promise.all(running.map((p) => redisCli(['-h', HOST, '-p', String(p), 'CLUSTER', 'NODES'], 2_000).catch(() => null)))
+        if (views.every((text) => text !== null && !ownsSlots(text))) break
+        if (Date.now() > deadline) throw new Error(`no replica took over from ${port} within ${timeoutMs} ms`)
+        await sleep(50)
+      }
+      await waitSlotsServed(running, Math.max(1, deadline - Date.now()))
     }
+  }
+}
+
+async function replicationInfo (port: number): Promise<string> {
+  return redisCli(['-h', HOST, '-p', String(port), 'INFO', 'replication'], 2_000).catch(() => '')
+}
+
+// Every replica has finished its initial sync (master_link_status:up).
+async function waitReplicasSynced (ports: number[], expected: number, timeoutMs = CLUSTER_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const infos = await Promise.all(ports.map(replicationInfo))
+    if (infos.filter((info) => /role:slave\r?\n/.test(info) && /master_link_status:up/.test(info)).length === expected) return
+    if (Date.now() > deadline) throw new Error(`Redis Cluster replicas not in sync within ${timeoutMs} ms`)
+    await sleep(100)
+  }
+}
+
+async function waitSlotsServed (ports: number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const infos = await Promise.all(ports.map((port) => clusterInfo(port).catch(() => ({}) as Record<string, string>)))
+    if (infos.every((info) => info.cluster_state === 'ok' && info.cluster_slots_ok === '16384')) return
+    if (Date.now() > deadline) throw new Error(`slots not all served within ${timeoutMs} ms`)
+    await sleep(100)
+  }
+}
+
+/**
+ * An ioredis Cluster client, resolved once it is ready. (A command sent while the client
+ * still connects may fail with "Connection is closed" when it drops the connections to
+ * nodes it learns hold no slot, and disconnecting it during its ready check throws.)
+ */
+export async function clusterClient (nodes: Array<{ host: string, port: number }>, options: ClusterOptions = {}): Promise<Cluster> {
+  const client = new Cluster(nodes, { ...options, redisOptions: { maxRetriesPerRequest: 1, ...options.redisOptions } })
+  client.on('error', () => {})
+  if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))
+  return client
+}
+
+/** Slot → port of the master serving it, as the cluster itself reports (CLUSTER SLOTS). */
+export async function slotOwners (client: Cluster | Redis): Promise<(slot: number) => number | undefined> {
+  const ranges = await client.cluster('SLOTS')
+  return (slot) => {
+    const range = ranges.find(([from, to]) => slot >= from && slot <= to)
+    return range === undefined ? undefined : Number(range[2][1])
+  }
+}
+
+/** The hash slot of a key, asked of the cluster (CLUSTER KEYSLOT). */
+export async function keySlot (client: Cluster | Redis, key: string): Promise<number> {
+  return Number(await client.cluster('KEYSLOT', key))
+}
+
+/**
+ * Every key matching `pattern` on every master of a cluster, by the port of the master
+ * holding it. (SCAN on a Cluster client reaches one node only.)
+ */
+export async function clusterKeys (client: Cluster, pattern: string): Promise<Map<number, string[]>> {
+  const found = new Map<number, string[]>()
+  for (const master of client.nodes('master')) {
+    const keys: string[] = []
+    let cursor = '0'
+    do {
+      const [next, batch] = await master.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = next
+      keys.push(...batch)
+    } while (cursor !== '0')
+    found.set(Number(master.options.port), keys)
+  }
+  return found
+}
+
+/** Deletes every key matching `pattern` on every master (one DEL per key: keys of many slots). */
+export async function deleteClusterKeys (client: Cluster, pattern: string): Promise<void> {
+  for (const [, keys] of await clusterKeys(client, pattern)) {
+    for (const key of keys) await client.del(key)
   }
 }

@@ -1,4 +1,4 @@
--- KEYS: user hash, pending setup. ARGV: sealed pending, step, free, lock ms, max lock ms.
+-- KEYS: user hash, pending setup. ARGV: sealed pending, step, free, lock ms, max lock ms, consumer.
 local now = now_ms()
 local left = lock_left(KEYS[1], now)
 if left > 0 then return { 0, left } end
@@ -8,8 +8,8 @@ local step = tonumber(ARGV[2])
 if step <= tonumber(redis.call('HGET', KEYS[1], 'l') or '-1') then
   return charge(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), now)
 end
--- the confirming code counts as used (S3)
-redis.call('HSET', KEYS[1], 's', ARGV[1], 'l', ARGV[2])
+-- the confirming code counts as used (S3); c: the session that used it (see consume.lua)
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'l', ARGV[2], 'c', ARGV[6])
 redis.call('HDEL', KEYS[1], 'f', 'k')
 redis.call('DEL', KEYS[2])
 return { 1, redis.call('HINCRBY', KEYS[1], 'g', 1) }
