@@ -1,0 +1,134 @@
+// Seeding, pipelined: users' TOTP hashes written directly in the store's layout and
+// sessions written directly in RedisSessionStore's format, with cookies signed the
+// way @fastify/session signs them. No HTTP round trip per user.
+import { randomBytes } from 'node:crypto'
+import { Signer } from '@fastify/cookie'
+import { SECRET_PURPOSE } from '../plugin/context.js'
+import { seal, type KeyRing } from '../plugin/crypto/seal.js'
+import { DEFAULT_SESSION_TTL } from '../plugin/stores/session-store.js'
+import type { KeyLayout } from '../plugin/stores/keys.js'
+import { DEFAULT_TOTP_PARAMS, generateCode, timeStepAt } from '../plugin/totp/index.js'
+import type { SessionUser } from './app.js'
+import { RespPipe } from './resp-pipe.js'
+
+export const TENANT = 'default'
+export const COOKIE_NAME = 'sessionId'
+const SESSION_TTL = String(DEFAULT_SESSION_TTL * 1000)
+
+// What @fastify/session stores for `cookie: { secure: false }` (Cookie#toJSON, undefined fields dropped).
+const SESSION_COOKIE = { expires: null, originalMaxAge: null, sameSite: null, secure: false, path: '/', httpOnly: true, domain: null }
+
+export interface SeededUser {
+  id: string
+  /** The raw TOTP secret (enrolled users), known to the benchmark so it can compute codes. */
+  secret: Buffer | null
+  sessionId: string
+  /** `sessionId=<signed, URI-encoded>`, as a browser sends it (signed on first use: most seeded users wait). */
+  readonly cookie: string
+}
+
+class Seeded implements SeededUser {
+  #cookie: string | null = null
+  constructor (readonly id: string, readonly secret: Buffer | null, readonly sessionId: string, private readonly signer: Signer) {}
+  get cookie (): string {
+    this.#cookie ??= sessionCookie(this.signer, this.sessionId)
+    return this.#cookie
+  }
+}
+
+export interface Population {
+  /** Enrolled users with a pending (signed-in, unverified) session: one per verification. */
+  verify: SeededUser[]
+  /** Enrolled users with a verified session. */
+  gate: SeededUser[]
+  /** Users neither enrolled nor enforced, signed in. */
+  plain: SeededUser[]
+  /** Enrolled users with a pending session, attacked with wrong codes. */
+  flood: SeededUser[]
+  /** The last accepted step written for every enrolled user. */
+  seededStep: number
+}
+
+export interface SeedOptions {
+  /** `redis://` URL: the writes go through a raw RESP pipe (see resp-pipe.ts). */
+  redisUrl: string
+  keys: KeyLayout
+  keyRing: KeyRing
+  sessionPrefix: string
+  sessionSecret: string
+  counts: { verify: number, gate: number, plain: number, flood: number }
+}
+
+export interface SeedResult { population: Population, ms: number, users: number, sessions: number, commands: number }
+
+/** `sessionId=...` for a session id, signed like @fastify/session (HMAC-SHA256 via @fastify/cookie's Signer). */
+export function sessionCookie (signer: Signer, sessionId: string): string {
+  return `${COOKIE_NAME}=${encodeURIComponent(signer.sign(sessionId))}`
+}
+
+/** The app's session JSON, as RedisSessionStore writes it. */
+export function sessionJson (user: SessionUser, verifiedGen: number | null): string {
+  const session: Record<string, unknown> = { cookie: SESSION_COOKIE, uid: user, cart: 'app data' }
+  if (verifiedGen !== null) session.totp = { t: user.tenant, u: user.id, g: verifiedGen }
+  return JSON.stringify(session)
+}
+
+export async function seed (opts: SeedOptions): Promise<SeedResult> {
+  const started = performance.now()
+  const signer = new Signer(opts.sessionSecret, 'sha256')
+  // confirmed a while ago: the last accepted step is well behind the current one
+  const seededStep = timeStepAt(DEFAULT_TOTP_PARAMS) - 100
+  const groups: Array<{ name: keyof Omit<Population, 'seededStep'>, prefix: string, enrolled: boolean, verified: boolean }> = [
+    { name: 'verify', prefix: 'v', enrolled: true, verified: false },
+    { name: 'gate', prefix: 'g', enrolled: true, verified: true },
+    { name: 'plain', prefix: 'p', enrolled: false, verified: false },
+    { name: 'flood', prefix: 'f', enrolled: true, verified: false }
+  ]
+  const population: Population = { verify: [], gate: [], plain: [], flood: [], seededStep }
+  const pipe = await RespPipe.connect(opts.redisUrl)
+  let users = 0
+  let sessions = 0
+  try {
+    for (const group of groups) {
+      const n = opts.counts[group.name]
+      const secrets = group.enrolled ? randomBytes(20 * n) : null
+      const tokens = randomBytes(12 * n)
+      // session ids as @fastify/session makes them: 24 random bytes, base64url
+      const ids = randomBytes(24 * n)
+      for (let i = 0; i < n; i++) {
+        const id = `${group.prefix}${i}`
+        const user: SessionUser = { id, tenant: TENANT }
+        let secret: Buffer | null = null
+        if (secrets !== null) {
+          secret = secrets.subarray(20 * i, 20 * (i + 1))
+          const ref = { tenant: TENANT, userId: id }
+          const sealed = seal(opts.keyRing, secret, { ...ref, purpose: SECRET_PURPOSE })
+          // fields as confirm.lua leaves them: s = sealed secret, l = last step, c = the consumer
+          // token of the session that confirmed (16 characters), g = generation
+          const consumer = tokens.subarray(12 * i, 12 * (i + 1)).toString('base64url')
+          pipe.send(['HSET', opts.keys.user(ref), 's', sealed, 'l', String(seededStep), 'c', consumer, 'g', '1'])
+          users++
+        }
+        const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
+        pipe.send(['SET', opts.sessionPrefix + sessionId, sessionJson(user, group.verified ? 1 : null), 'PX', SESSION_TTL])
+        sessions++
+        population[group.name].push(new Seeded(id, secret, sessionId, signer))
+        await pipe.maybeFlush()
+      }
+    }
+    await pipe.sync()
+  } finally {
+    pipe.close()
+  }
+  return { population, ms: performance.now() - started, users, sessions, commands: users + sessions }
+}
+
+/** A 6-digit code that no step from now-2 to now+3 accepts, so a flood cannot verify by luck within a run. */
+export function wrongCode (secret: Buffer, epochSeconds = Date.now() / 1000): string {
+  const taken = new Set<string>()
+  for (let k = -2; k <= 3; k++) taken.add(generateCode(secret, DEFAULT_TOTP_PARAMS, epochSeconds + k * DEFAULT_TOTP_PARAMS.period))
+  for (let c = 0; ; c++) {
+    const code = String(c).padStart(DEFAULT_TOTP_PARAMS.digits, '0')
+    if (!taken.has(code)) return code
+  }
+}

@@ -1,0 +1,85 @@
+// A second of the benchmark: every scenario runs against the benchmark's app on a private
+// Redis and answers as it should. No speed is asserted (npm run bench measures).
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { buildBenchApp } from '../benchmarks/app.js'
+import { floodOutcome, memoryPerUser } from '../benchmarks/checks.js'
+import { runCore } from '../benchmarks/core.js'
+import { httpScenarios, runLoad, unexpected } from '../benchmarks/scenarios.js'
+import { seed, TENANT } from '../benchmarks/seed.js'
+import { SECRET_PURPOSE } from '../plugin/context.js'
+import { createKeyRing, seal } from '../plugin/crypto/seal.js'
+import { DEFAULT_LOCKOUT } from '../plugin/options.js'
+import { KeyLayout } from '../plugin/stores/keys.js'
+import { RedisTotpStore } from '../plugin/stores/redis.js'
+import { DEFAULT_TOTP_PARAMS, generateSecret, timeStepAt } from '../plugin/totp/index.js'
+import { startRedis } from './support/redis-servers.js'
+
+const FLOOD_PER_SLOT = 20
+
+t.test('benchmark smoke: every scenario answers as expected; the flood (S4) locks users and verifies no session; core runs', async (t) => {
+  const server = await startRedis()
+  t.teardown(() => server.stop())
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const encryptionKey = randomBytes(32).toString('base64')
+  const sessionSecret = randomBytes(32).toString('base64url')
+  const keys = new KeyLayout('totp:', 64)
+  const keyRing = createKeyRing(encryptionKey)
+
+  const seeded = await seed({
+    redisUrl: server.url,
+    keys,
+    keyRing,
+    sessionPrefix: 'sess:',
+    sessionSecret,
+    counts: { verify: 400, gate: 10, plain: 10, flood: 2 * FLOOD_PER_SLOT }
+  })
+  const pop = seeded.population
+  t.equal(seeded.users, 400 + 10 + 2 * FLOOD_PER_SLOT, 'enrolled users seeded')
+  t.equal(seeded.sessions, 400 + 10 + 10 + 2 * FLOOD_PER_SLOT, 'one session each')
+  t.equal(await redis.dbsize(), seeded.users + seeded.sessions, 'every write landed')
+
+  // The seeded hash has the fields the store's own scripts write at enrolment.
+  const store = new RedisTotpStore({ client: redis, keyPrefix: 'totp:', lock: { freeFailures: 5, lockMs: 30000, maxLockMs: 900000 }, ip: null })
+  const ref = { tenant: TENANT, userId: 'enrolled-by-the-store' }
+  const sealed = seal(keyRing, generateSecret(), { ...ref, purpose: SECRET_PURPOSE })
+  t.equal(await store.startSetup(ref, sealed, 60000), 'ok')
+  t.match(await store.confirmSetup(ref, sealed, timeStepAt(DEFAULT_TOTP_PARAMS) - 1, 'token-of-session'), { ok: true })
+  t.same((await redis.hkeys(keys.user({ tenant: TENANT, userId: pop.verify[0].id }))).sort(), (await redis.hkeys(keys.user(ref))).sort(),
+    'seeded users look like users the store enrolled')
+
+  const app = await buildBenchApp({ redis, keyPrefix: 'totp:', sessionPrefix: 'sess:', encryptionKey, sessionSecret })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+
+  const scenarios = httpScenarios(pop, { rounds: 1 })
+  t.same(scenarios.map((s) => s.name), ['health', 'session-only', 'gate', 'gate-plain', 'verify', 'flood'])
+  // all at once: about a second in all (slot 1 is the first measured round, 0 the warm-up)
+  const amountOf = (name: string): number => name === 'flood' ? 10 * FLOOD_PER_SLOT : 150
+  const results = await Promise.all(scenarios.map((s) => runLoad(url, s.options(1), { connections: 4, amount: amountOf(s.name) })))
+  scenarios.forEach((scenario, i) => {
+    const r = results[i]
+    t.equal(r.requests, amountOf(scenario.name), `${scenario.name}: every request answered`)
+    t.same(unexpected(scenario, r), {}, `${scenario.name}: only expected answers (${JSON.stringify(r.statuses)})`)
+  })
+  const flooded = results[scenarios.findIndex((s) => s.name === 'flood')]
+  // S4: exactly the free failures are charged per user (401), everything after is refused (429)
+  t.equal(flooded.statuses['401'], DEFAULT_LOCKOUT.freeFailures * FLOOD_PER_SLOT, 'flood: 5 wrong codes per user answer 401')
+  t.equal(flooded.statuses['429'], amountOf('flood') - DEFAULT_LOCKOUT.freeFailures * FLOOD_PER_SLOT, 'flood: the rest is locked out')
+  t.same(scenarios.flatMap((s) => s.notes()), [], 'verify: no user reused')
+
+  const flood = await floodOutcome(redis, keys, 'sess:', pop)
+  t.equal(flood.verifiedSessions, 0, 'no flooded session is verified')
+  t.equal(flood.consumedSteps, 0, 'no flooded user\'s step was consumed')
+  t.equal(flood.lockedUsers, FLOOD_PER_SLOT, 'every attacked user is locked')
+  t.ok(flood.sessionsScanned >= seeded.sessions, 'every session scanned')
+
+  const memory = await memoryPerUser(redis, keys, 'sess:', pop, 50)
+  t.ok(memory.bytesPerUser > 0 && memory.keysPerUser >= 1, `memory per user measured (${Math.round(memory.bytesPerUser)} bytes)`)
+
+  const core = runCore({ rounds: 1, msPerRound: 50 })
+  t.ok(core.verifyOps > 0 && core.rawOps > 0 && core.validOps > 0, 'core runs')
+})
