@@ -106,7 +106,8 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           // fields as confirm.lua leaves them: s = sealed secret, l = last step, c = the consumer
           // token of the session that confirmed (16 characters), g = generation
           const consumer = tokens.subarray(12 * i, 12 * (i + 1)).toString('base64url')
-          pipe.send(['HSET', opts.keys.user(ref), 's', sealed, 'l', String(seededStep), 'c', consumer, 'g', '1'])
+          const dot = sealed.indexOf('.')
+          pipe.send(['HSET', opts.keys.user(ref), 's', sealed.slice(dot + 1), 'v', sealed.slice(0, dot), 'l', String(seededStep), 'c', consumer, 'g', '1'])
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')

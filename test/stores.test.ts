@@ -20,3 +20,18 @@ t.test('redis: scripts are defined once per client (guarded)', async (t) => {
   const b = new RedisTotpStore({ client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null })
   t.same(await a.gate({ tenant: 'x', userId: 'y' }), await b.gate({ tenant: 'x', userId: 'y' }))
 })
+
+t.test('redis: an enrolled user stays a compact listpack hash (memory per user)', async (t) => {
+  const { seal, createKeyRing } = await import('../plugin/crypto/seal.js')
+  const { generateSecret } = await import('../plugin/totp/index.js')
+  const store = new RedisTotpStore({ client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null })
+  const ref = { tenant: 'default', userId: 'user-0042' }
+  const sealed = seal(createKeyRing(Buffer.alloc(32, 7)), generateSecret(), { ...ref, purpose: 'totp-secret' })
+  await store.startSetup(ref, sealed, 60_000)
+  t.match(await store.confirmSetup(ref, sealed, 100, 'consumer-token-16'), { ok: true })
+  t.equal((await store.load(ref)).sealed, sealed, 'the sealed secret reads back whole')
+  const key = store.keys.user(ref)
+  t.equal(await redis.object('ENCODING', key), 'listpack', 'no field over hash-max-listpack-value (64 bytes)')
+  const bytes = Number(await redis.memory('USAGE', key))
+  t.ok(bytes <= 256, `MEMORY USAGE ${bytes} <= 256 bytes`)
+})

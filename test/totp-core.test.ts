@@ -235,3 +235,29 @@ t.test('S1 base32: RFC 4648 vectors, tolerant decoding, round trip', async (t) =
   }
   t.throws(() => decodeSecret(42 as unknown as string), TypeError)
 })
+
+t.test('S1/S3 verifyCode agrees with otplib\'s verifySync (the library as oracle) on random cases', async (t) => {
+  const { verifySync } = await import('@otplib/totp')
+  const { NodeCryptoPlugin } = await import('@otplib/plugin-crypto-node')
+  const crypto = new NodeCryptoPlugin()
+  let disagreements = 0
+  let valid = 0
+  for (let i = 0; i < 2000; i++) {
+    const algorithm = ALGORITHMS[i % 3]
+    const p = params({ algorithm, digits: ([6, 7, 8] as const)[i % 3], window: i % 3, period: [30, 60][i % 2] })
+    const secret = generateSecret(20 + (i % 3) * 12)
+    const epoch = 1_600_000_000 + Math.floor(Math.random() * 400_000_000)
+    // half the codes are real codes of a nearby step, half are random digits
+    const code = i % 2 === 0
+      ? generateCode(secret, p, epoch + (Math.floor(Math.random() * 7) - 3) * p.period)
+      : String(Math.floor(Math.random() * 10 ** p.digits)).padStart(p.digits, '0')
+    const step = Math.floor(epoch / p.period)
+    const afterTimeStep = i % 4 === 0 ? step - 1 + (i % 8 === 0 ? 0 : -1) : undefined
+    const ours = verifyCode(secret, code, p, { epochSeconds: epoch, afterTimeStep })
+    const theirs = verifySync({ secret, token: code, crypto, algorithm, digits: p.digits, period: p.period, epoch, epochTolerance: p.window * p.period, afterTimeStep })
+    if (ours.valid !== theirs.valid || (ours.valid && theirs.valid && ours.timeStep !== theirs.timeStep)) disagreements++
+    if (ours.valid) valid++
+  }
+  t.equal(disagreements, 0, 'same verdict and same time step')
+  t.ok(valid > 300, `enough valid cases (${valid})`)
+})

@@ -9,7 +9,14 @@ if step <= tonumber(redis.call('HGET', KEYS[1], 'l') or '-1') then
   return charge(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), now)
 end
 -- the confirming code counts as used (S3); c: the session that used it (see consume.lua)
-redis.call('HSET', KEYS[1], 's', ARGV[1], 'l', ARGV[2], 'c', ARGV[6])
+-- `keyId.body` in two fields: a body of <= 64 bytes (20-byte secrets) keeps the hash a listpack
+local dot = string.find(ARGV[1], '.', 1, true)
+if dot then
+  redis.call('HSET', KEYS[1], 's', string.sub(ARGV[1], dot + 1), 'v', string.sub(ARGV[1], 1, dot - 1), 'l', ARGV[2], 'c', ARGV[6])
+else
+  redis.call('HSET', KEYS[1], 's', ARGV[1], 'l', ARGV[2], 'c', ARGV[6])
+  redis.call('HDEL', KEYS[1], 'v')
+end
 redis.call('HDEL', KEYS[1], 'f', 'k')
 redis.call('DEL', KEYS[2])
 return { 1, redis.call('HINCRBY', KEYS[1], 'g', 1) }
