@@ -1,75 +1,11 @@
 // Redis for the benchmark: a private redis-server on a free port (or REDIS_URL), and
 // the measurements read from it (INFO commandstats, MEMORY USAGE, version).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
-import os from 'node:os'
-import path from 'node:path'
 import type { Redis } from 'ioredis'
+import { startRedis, type RedisServer } from '../test/support/redis-servers.js'
 
-const HOST = '127.0.0.1'
-const START_TIMEOUT_MS = 10_000
-
-export interface PrivateRedis {
-  url: string
-  port: number
-  pid: number
-  stop (): Promise<void>
-}
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-function answers (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, HOST)
-    const done = (ok: boolean) => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(300, () => done(false))
-    socket.once('error', () => done(false))
-    socket.once('data', (chunk) => done(chunk.toString().startsWith('+PONG')))
-    socket.once('connect', () => socket.write('PING\r\n'))
-  })
-}
-
-/** Starts `redis-server --port P --save '' --appendonly no` on a free loopback port; it dies with this process. */
-export async function startPrivateRedis (): Promise<PrivateRedis> {
-  const port = await freePort()
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'fastify-totp-bench-redis-'))
-  const args = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning']
-  // PR_SET_PDEATHSIG: the server goes even if the benchmark is killed.
-  const setpriv = spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0
-  const child: ChildProcess = setpriv
-    ? spawn('setpriv', ['--pdeathsig', 'SIGKILL', 'redis-server', ...args], { stdio: 'ignore' })
-    : spawn('redis-server', args, { stdio: 'ignore' })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const kill = (): void => { child.kill('SIGKILL') }
-  process.once('exit', kill)
-  const stop = async (): Promise<void> => {
-    process.removeListener('exit', kill)
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    const timer = setTimeout(kill, 3000)
-    await exited
-    clearTimeout(timer)
-    rmSync(dir, { recursive: true, force: true })
-  }
-  const deadline = Date.now() + START_TIMEOUT_MS
-  while (!(await answers(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop()
-      throw new Error(`redis-server did not start on port ${port}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return { url: `redis://${HOST}:${port}`, port, pid: child.pid ?? -1, stop }
-}
+/** A private `redis-server --save '' --appendonly no` on a free loopback port (the tests' helper); it dies with this process. */
+export type PrivateRedis = RedisServer
+export const startPrivateRedis = (): Promise<PrivateRedis> => startRedis()
 
 /** `INFO commandstats` as calls per command (lower case, e.g. `evalsha`, `get`, `hget`). */
 export async function commandStats (redis: Redis): Promise<Record<string, number>> {
