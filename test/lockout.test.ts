@@ -33,9 +33,9 @@ t.test('S4 brute force: 5 wrong codes, then 429 with Retry-After, even for the r
 })
 
 t.test('S4 the lock doubles per further failure and caps; a success resets', async (t) => {
-  await awayFromStepEdge(8000)
-  // short locks so the test can wait them out: 200 ms doubling, capped at 800 ms
-  const { app } = await build(t, { plugin: { lockout: { freeFailures: 2, lockSeconds: 0.2, maxLockSeconds: 0.8 } } })
+  await awayFromStepEdge(12000)
+  // short locks so the test can wait them out: 500 ms doubling, capped at 2 s
+  const { app } = await build(t, { plugin: { lockout: { freeFailures: 2, lockSeconds: 0.5, maxLockSeconds: 2 } } })
   const { secret } = await enrol(app, 'alice')
   const a = new Agent(app)
   await a.login('alice')
@@ -50,12 +50,12 @@ t.test('S4 the lock doubles per further failure and caps; a success resets', asy
     seen.push(until - Date.now())
     await new Promise((resolve) => setTimeout(resolve, until - Date.now() + 30))
   }
-  // lock lengths 200, 400, 800, 800, 800 ms (measured from "now", so a little less)
-  t.ok(seen[0] <= 200 && seen[0] > 100, `first lock ~200 ms (${seen[0]})`)
-  t.ok(seen[1] <= 400 && seen[1] > 300, `second ~400 ms (${seen[1]})`)
-  t.ok(seen[2] <= 800 && seen[2] > 650, `third ~800 ms (${seen[2]})`)
-  t.ok(seen[3] <= 800 && seen[3] > 650, `capped (${seen[3]})`)
-  t.ok(seen[4] <= 800 && seen[4] > 650, `capped (${seen[4]})`)
+  // lock lengths 500, 1000, 2000, 2000, 2000 ms (measured from "now", so a little less)
+  t.ok(seen[0] <= 500 && seen[0] > 250, `first lock ~500 ms (${seen[0]})`)
+  t.ok(seen[1] <= 1000 && seen[1] > 750, `second ~1000 ms (${seen[1]})`)
+  t.ok(seen[2] <= 2000 && seen[2] > 1750, `third ~2000 ms (${seen[2]})`)
+  t.ok(seen[3] <= 2000 && seen[3] > 1750, `capped (${seen[3]})`)
+  t.ok(seen[4] <= 2000 && seen[4] > 1750, `capped (${seen[4]})`)
   t.equal((await a.post('/totp/verify', { code: codeFor(secret) })).statusCode, 200, 'right code after the lock')
   const b = new Agent(app)
   await b.login('alice')
