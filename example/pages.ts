@@ -27,10 +27,17 @@ const TYPES: Record<string, string> = {
 const CSP = "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; " +
   "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+/** A file of `public/`; HTML pages share `_head.html` and `_topbar.html` through `<!--#include FILE -->`. */
+function load (file: string): Buffer {
+  const body = readFileSync(new URL(file, PUBLIC))
+  if (extname(file) !== '.html') return body
+  return Buffer.from(body.toString('utf8').replace(/<!--#include (\S+) -->\n/g, (_, part: string) => readFileSync(new URL(part, PUBLIC), 'utf8')))
+}
+
 /** Serves the few files of `public/` from memory, and security headers on every answer. */
 export function servePages (app: FastifyInstance): void {
   for (const [url, file] of Object.entries(FILES)) {
-    const body = readFileSync(new URL(file, PUBLIC))
+    const body = load(file)
     const type = TYPES[extname(file)]
     app.get(url, { config: { totp: false } }, async (_request, reply) =>
       reply.type(type).header('cache-control', 'no-cache').send(body))
