@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { open, type KeyRing } from './crypto/seal.js'
 import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
-import type { ResolvedOptions, TotpEvent } from './options.js'
+import { DEFAULT_TENANT, type ResolvedOptions, type TotpEvent } from './options.js'
 import type { AbilityBuilder } from './policy/abilities.js'
-import type { AttemptResult, TotpStore, UserRef } from './stores/store.js'
+import type { AttemptResult, GateState, SecretState, TotpStore, UserRef } from './stores/store.js'
+import { verifyCode } from './totp/index.js'
 import type { TotpRequestState } from './augment.js'
 
 /** Everything the gate, the routes and the operator API share. */
@@ -48,6 +49,31 @@ export function locked (reply: FastifyReply, ms: number): never {
   throw new TotpLockedError(seconds)
 }
 
+/** ISO time until which the user is locked out, or null. */
+export const lockedUntilIso = (state: GateState): string | null =>
+  state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
+
+/**
+ * The common first half of /verify and /setup/confirm: read the user's state (and the
+ * IP's budget) in one round trip, let `pick` choose the sealed secret to check (or throw),
+ * answer 429 without checking while locked (S4), check the code against steps newer than
+ * `afterTimeStep`, and charge a failure for a wrong code. Returns the state and the matched step.
+ */
+export async function checkCode (
+  ctx: TotpContext, request: FastifyRequest<{ Body: { code: string } }>, reply: FastifyReply, ref: UserRef,
+  failedType: 'verify.failed' | 'setup.failed',
+  pick: (st: SecretState) => { sealed: string; afterTimeStep: number }
+): Promise<{ st: SecretState; sealed: string; timeStep: number }> {
+  const [ipMs, st] = await guarded(Promise.all([ctx.store.ipBlocked(request.ip), ctx.store.load(ref)]))
+  const { sealed, afterTimeStep } = pick(st)
+  if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
+  if (ipMs > 0) locked(reply, ipMs)
+  const secret = openSecret(ctx, request, sealed, ref)
+  const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: afterTimeStep >= 0 ? afterTimeStep : undefined })
+  if (!v.valid) return failure(ctx, request, reply, ref, failedType)
+  return { st, sealed, timeStep: v.timeStep }
+}
+
 /** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */
 export async function failure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', charged?: AttemptResult): Promise<never> {
   const [r, ipMs] = await guarded(Promise.all([
@@ -78,5 +104,5 @@ export async function markVerified (request: FastifyRequest, ref: UserRef, gen: 
   request.session.totp = { t: ref.tenant, u: ref.userId, g: gen }
 }
 
-export const userRef = (user: { id: string; tenant?: string }, defaultTenant: string): UserRef =>
-  ({ tenant: user.tenant ?? defaultTenant, userId: user.id })
+export const userRef = (user: { id: string; tenant?: string }): UserRef =>
+  ({ tenant: user.tenant ?? DEFAULT_TENANT, userId: user.id })

@@ -1,6 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { TotpRequiredError, TotpSetupRequiredError } from './errors.js'
-import { DEFAULT_TENANT } from './options.js'
 import { guarded, type TotpContext, userRef } from './context.js'
 
 /**
@@ -13,7 +12,7 @@ export function createGate (ctx: TotpContext) {
     if (config === false) return
     const user = await ctx.opts.getUser(request)
     if (user === null || user === undefined) return
-    const ref = userRef(user, DEFAULT_TENANT)
+    const ref = userRef(user)
     const state = await guarded(ctx.store.gate(ref))
     const mark = request.session?.totp
     let verified = false

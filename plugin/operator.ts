@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { DEFAULT_TENANT } from './options.js'
-import { guarded, type TotpContext } from './context.js'
+import { guarded, lockedUntilIso, type TotpContext } from './context.js'
 import type { TenantSettings } from './stores/store.js'
 import type { TotpAbility } from './policy/abilities.js'
 import type { TotpUser } from './options.js'
@@ -52,7 +52,7 @@ export function createOperator (ctx: TotpContext): TotpOperator {
         enabled: s.enabled,
         enforced: s.enforced,
         setupRequired: !s.enabled && (s.enforced || s.enforceAll),
-        lockedUntil: s.lockedUntil > Date.now() ? new Date(s.lockedUntil).toISOString() : null
+        lockedUntil: lockedUntilIso(s)
       }
     },
     async revoke (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {

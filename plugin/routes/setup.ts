@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import QRCode from 'qrcode'
 import { seal } from '../crypto/seal.js'
 import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
-import { consumerToken, failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
-import { encodeSecret, generateSecret, keyUri, verifyCode } from '../totp/index.js'
+import { checkCode, consumerToken, failure, guarded, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
+import { encodeSecret, generateSecret, keyUri } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
 /** POST /setup and POST /setup/confirm (R1, R2). */
@@ -33,15 +33,12 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowSetupRequired: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    const [ipMs, st] = await guarded(Promise.all([ctx.store.ipBlocked(request.ip), ctx.store.load(ref)]))
-    if (st.sealed !== null) throw new TotpAlreadyEnabledError()
-    if (st.pending === null) throw new TotpNoPendingSetupError()
-    if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
-    if (ipMs > 0) locked(reply, ipMs)
-    const secret = openSecret(ctx, request, st.pending, ref)
-    const v = verifyCode(secret, request.body.code, totp, { afterTimeStep: st.lastStep >= 0 ? st.lastStep : undefined })
-    if (!v.valid) return failure(ctx, request, reply, ref, 'setup.failed')
-    const r = await guarded(ctx.store.confirmSetup(ref, st.pending, v.timeStep, consumerToken(request)))
+    const { sealed, timeStep } = await checkCode(ctx, request, reply, ref, 'setup.failed', (st) => {
+      if (st.sealed !== null) throw new TotpAlreadyEnabledError()
+      if (st.pending === null) throw new TotpNoPendingSetupError()
+      return { sealed: st.pending, afterTimeStep: st.lastStep }
+    })
+    const r = await guarded(ctx.store.confirmSetup(ref, sealed, timeStep, consumerToken(request)))
     if (!r.ok) {
       if (r.reason === 'already-enabled') throw new TotpAlreadyEnabledError()
       if (r.reason === 'no-pending') throw new TotpNoPendingSetupError()

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { TotpNotEnabledError } from '../errors.js'
-import { consumerToken, failure, guarded, locked, markVerified, openSecret, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
-import { verifyCode } from '../totp/index.js'
+import { checkCode, consumerToken, failure, guarded, lockedUntilIso, markVerified, requireUser, type TotpContext } from '../context.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
 /** GET /status and POST /verify: the routes a gated session may call before its code. */
@@ -16,7 +15,7 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
       enforced,
       verified,
       setupRequired: !state.enabled && enforced,
-      lockedUntil: state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
+      lockedUntil: lockedUntilIso(state)
     }
   })
 
@@ -26,18 +25,13 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowUnverified: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    const [ipMs, st] = await guarded(Promise.all([ctx.store.ipBlocked(request.ip), ctx.store.load(ref)]))
-    if (st.sealed === null) throw new TotpNotEnabledError()
-    // S4: while locked, answer without checking the code
-    if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
-    if (ipMs > 0) locked(reply, ipMs)
-    const secret = openSecret(ctx, request, st.sealed, ref)
     const consumer = consumerToken(request)
-    // this session consumed the last step but may never have heard so: the same code completes it
-    const after = st.lastStep < 0 ? undefined : st.consumer === consumer ? st.lastStep - 1 : st.lastStep
-    const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: after })
-    if (!v.valid) return failure(ctx, request, reply, ref, 'verify.failed')
-    const r = await guarded(ctx.store.consume(ref, v.timeStep, consumer))
+    const { timeStep } = await checkCode(ctx, request, reply, ref, 'verify.failed', (st) => {
+      if (st.sealed === null) throw new TotpNotEnabledError()
+      // this session consumed the last step but may never have heard so: the same code completes it
+      return { sealed: st.sealed, afterTimeStep: st.consumer === consumer ? st.lastStep - 1 : st.lastStep }
+    })
+    const r = await guarded(ctx.store.consume(ref, timeStep, consumer))
     if (!r.ok) {
       if (r.reason === 'not-enabled') throw new TotpNotEnabledError()
       // lost the race for this time step: a reused code, already charged by the script

@@ -1,10 +1,9 @@
 import type { Session } from 'fastify'
 import type { SessionStore } from '@fastify/session'
 import type { Cluster, Redis } from 'ioredis'
+// Fail closed: a session that cannot be read or written is a 503, never a 500 nor a pass.
 import { TotpUnavailableError } from '../errors.js'
 
-// Fail closed: a session that cannot be read or written is a 503, never a 500 nor a pass.
-const UnavailableError = TotpUnavailableError
 
 export const DEFAULT_SESSION_PREFIX = 'sess:'
 export const DEFAULT_SESSION_TTL = 86_400
@@ -110,7 +109,7 @@ export class RedisSessionStore implements SessionStore {
     let settled = false
     const timer = setTimeout(() => {
       settled = true
-      done(new UnavailableError({ cause: new Error(`Redis did not answer within ${this.#timeout} ms`) }))
+      done(new TotpUnavailableError({ cause: new Error(`Redis did not answer within ${this.#timeout} ms`) }))
     }, this.#timeout)
     command.then((value) => {
       if (settled) return
@@ -121,7 +120,7 @@ export class RedisSessionStore implements SessionStore {
       if (settled) return
       settled = true
       clearTimeout(timer)
-      done(new UnavailableError({ cause: err }))
+      done(new TotpUnavailableError({ cause: err }))
     })
   }
 }
