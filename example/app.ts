@@ -85,9 +85,8 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   async function nextStep (user: TotpUser): Promise<NextStep> {
     const scope = { tenant: user.tenant ?? DEFAULT_TENANT }
     try {
-      const [status, settings] = await Promise.all([app.totp.status(user.id, scope), app.totp.getSettings(scope)])
-      if (status.enabled) return 'verify'
-      return status.enforced || settings.enforceAll ? 'setup' : 'none'
+      const status = await app.totp.status(user.id, scope)
+      return status.enabled ? 'verify' : status.setupRequired ? 'setup' : 'none'
     } catch (err) {
       throw new TotpUnavailableError({ cause: err })
     }

@@ -4,9 +4,9 @@ import type { TotpUser } from '../plugin/index.js'
 import { DEFAULT_SETTINGS_SHARDS } from '../plugin/options.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
 import { RedisTotpStore } from '../plugin/stores/redis.js'
-import { Agent, awayFromStepEdge, build, codeFor, enrol, newPrefix, USERS } from './helpers.js'
+import { Agent, awayFromStepEdge, build, codeFor, enrol, newPrefix, USERS, wrongCode } from './helpers.js'
 import { storeContract } from './store-contract.js'
-import { instanceScenarios, wrongCode } from './support/instances.js'
+import { instanceScenarios } from './support/instances.js'
 import { clusterClient, clusterKeys, keySlot, slotOwners, startRedisCluster } from './support/redis-servers.js'
 
 // One real 3-master Redis Cluster for the whole file (private ports, stopped at the end).

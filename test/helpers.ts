@@ -149,6 +149,15 @@ export function codeFor (secret: string, offset = 0, epochSeconds = Date.now() /
   return generateCode(decodeSecret(secret), DEFAULT_TOTP_PARAMS, Math.floor(epochSeconds) + offset * DEFAULT_TOTP_PARAMS.period)
 }
 
+/** A code that is none of the codes the window accepts now (nor the next step's). */
+export function wrongCode (secret: string): string {
+  const good = new Set([-1, 0, 1, 2].map((o) => codeFor(secret, o)))
+  for (let i = 0; ; i++) {
+    const c = String(100000 + (i * 7919) % 900000).padStart(6, '0')
+    if (!good.has(c)) return c
+  }
+}
+
 export const currentStep = (): number => timeStepAt(DEFAULT_TOTP_PARAMS)
 
 /** Signs `username` in on a new agent and enrols TOTP; returns the agent (verified) and the secret. */

@@ -1,13 +1,5 @@
 import t from 'tap'
-import { Agent, awayFromStepEdge, build, codeFor, enrol } from './helpers.js'
-
-const wrongCode = (secret: string): string => {
-  const good = new Set([-1, 0, 1].map((o) => codeFor(secret, o)))
-  for (let i = 0; ; i++) {
-    const c = String(100000 + i * 7919 % 900000).padStart(6, '0')
-    if (!good.has(c)) return c
-  }
-}
+import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode } from './helpers.js'
 
 t.test('S4 brute force: 5 wrong codes, then 429 with Retry-After, even for the right code', async (t) => {
   await awayFromStepEdge(5000)

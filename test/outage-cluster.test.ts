@@ -4,8 +4,7 @@ import { Redis } from 'ioredis'
 import type { TotpUser } from '../plugin/index.js'
 import { DEFAULT_SETTINGS_SHARDS } from '../plugin/options.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
-import { Agent, awayFromStepEdge, build, codeFor, currentStep, enrol, USERS } from './helpers.js'
-import { wrongCode } from './support/instances.js'
+import { Agent, awayFromStepEdge, build, codeFor, currentStep, enrol, USERS, wrongCode } from './helpers.js'
 import { clusterClient, keySlot, slotOwners, startRedis, startRedisCluster } from './support/redis-servers.js'
 
 // Outages in the middle of traffic (S6): Redis stopped, a cluster master killed, a hung

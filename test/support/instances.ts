@@ -4,7 +4,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import type { Test } from 'tap'
-import { awayFromStepEdge, build, codeFor, newPrefix, type BuildOptions } from '../helpers.js'
+import { Agent, awayFromStepEdge, build, codeFor, newPrefix, wrongCode, type BuildOptions } from '../helpers.js'
 
 /** A browser whose cookie travels with it from instance to instance (a load balancer without affinity). */
 export class Browser {
@@ -12,15 +12,10 @@ export class Browser {
   constructor (readonly ip = '127.0.0.1') {}
 
   async request (app: FastifyInstance, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown): Promise<LightMyRequestResponse> {
-    const res = await app.inject({
-      method,
-      url,
-      remoteAddress: this.ip,
-      ...(payload === undefined ? {} : { payload: payload as any }),
-      headers: this.cookie !== undefined ? { cookie: this.cookie } : {}
-    })
-    const set = res.cookies.find((c) => c.name === 'sessionId')
-    if (set !== undefined) this.cookie = `sessionId=${set.value}`
+    const agent = new Agent(app, this.ip)
+    agent.cookie = this.cookie
+    const res = await agent.request(method, url, payload)
+    this.cookie = agent.cookie
     return res
   }
 
@@ -31,14 +26,6 @@ export class Browser {
   }
 }
 
-/** A six-digit code that is none of the codes the window accepts now. */
-export function wrongCode (secret: string): string {
-  const good = new Set([-1, 0, 1, 2].map((o) => codeFor(secret, o)))
-  for (let i = 0; ; i++) {
-    const c = String(100000 + (i * 7919) % 900000).padStart(6, '0')
-    if (!good.has(c)) return c
-  }
-}
 
 /**
  * Three instances as a deployment runs them: same keyPrefix, same encryption key and
