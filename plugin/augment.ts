@@ -11,6 +11,11 @@ export interface TotpRouteConfig {
   allowUnverified?: boolean
   /** Answer while an enforced user still has to set TOTP up (the setup routes). @default false */
   allowSetupRequired?: boolean
+  /**
+   * @internal Set by the plugin on `/verify` and `/setup/confirm`: the gate also reads the
+   * user's secrets and the IP's budget, in the same round trip.
+   */
+  readsCode?: boolean
 }
 
 /** What the gate learnt about the request, for the plugin's routes and the app. */

@@ -4,7 +4,7 @@ import { open, type KeyRing } from './crypto/seal.js'
 import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
 import { DEFAULT_TENANT, type ResolvedOptions, type TotpEvent } from './options.js'
 import type { AbilityBuilder } from './policy/abilities.js'
-import type { AttemptResult, GateState, SecretState, TotpStore, UserRef } from './stores/store.js'
+import type { AttemptResult, CheckState, GateState, SecretState, TotpStore, UserRef } from './stores/store.js'
 import { verifyCode } from './totp/index.js'
 import type { TotpRequestState } from './augment.js'
 
@@ -17,13 +17,20 @@ export interface TotpContext {
   emit: (request: FastifyRequest | null, event: TotpEvent) => void
 }
 
+const unavailable = (err: unknown): never => { throw new TotpUnavailableError({ cause: err }) }
+
 /** Runs a store call; a store that cannot answer fails closed (S6). */
-export async function guarded<T> (op: Promise<T>): Promise<T> {
-  try {
-    return await op
-  } catch (err) {
-    throw new TotpUnavailableError({ cause: err })
-  }
+export const guarded = <T>(op: Promise<T>): Promise<T> => op.catch(unavailable)
+
+// What the gate read for the routes that check a code; kept off `request.totp`, which the
+// app may log, because it holds sealed secrets.
+const checks = new WeakMap<FastifyRequest, CheckState>()
+
+/** The gate's read on the routes that check a code: its state, plus what `checkCode` needs. */
+export async function readCheck (ctx: TotpContext, request: FastifyRequest, ref: UserRef): Promise<GateState> {
+  const check = await guarded(ctx.store.check(ref, request.ip))
+  checks.set(request, check)
+  return check.gate
 }
 
 export const SECRET_PURPOSE = 'totp-secret'
@@ -54,8 +61,8 @@ export const lockedUntilIso = (state: GateState): string | null =>
   state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
 
 /**
- * The common first half of /verify and /setup/confirm: read the user's state (and the
- * IP's budget) in one round trip, let `pick` choose the sealed secret to check (or throw),
+ * The common first half of /verify and /setup/confirm: take the user's state and the IP's
+ * budget the gate read (see `readCheck`), let `pick` choose the sealed secret to check (or throw),
  * answer 429 without checking while locked (S4), check the code against steps newer than
  * `afterTimeStep`, and charge a failure for a wrong code. Returns the state and the matched step.
  */
@@ -64,7 +71,7 @@ export async function checkCode (
   failedType: 'verify.failed' | 'setup.failed',
   pick: (st: SecretState) => { sealed: string; afterTimeStep: number }
 ): Promise<{ st: SecretState; sealed: string; timeStep: number }> {
-  const [ipMs, st] = await guarded(Promise.all([ctx.store.ipBlocked(request.ip), ctx.store.load(ref)]))
+  const { secret: st, ipBlockedMs: ipMs } = checks.get(request) ?? await guarded(ctx.store.check(ref, request.ip))
   const { sealed, afterTimeStep } = pick(st)
   if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
   if (ipMs > 0) locked(reply, ipMs)
@@ -76,10 +83,9 @@ export async function checkCode (
 
 /** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */
 export async function failure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', charged?: AttemptResult): Promise<never> {
-  const [r, ipMs] = await guarded(Promise.all([
-    charged ?? ctx.store.fail(ref),
-    ctx.store.failIp(request.ip)
-  ]))
+  const { user: r, ipBlockedMs: ipMs } = await guarded(charged === undefined
+    ? ctx.store.failAttempt(ref, request.ip)
+    : ctx.store.failIp(request.ip).then((ipBlockedMs) => ({ user: charged, ipBlockedMs })))
   if (ipMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip: request.ip, lockedForMs: ipMs })
   if (!r.ok && r.reason === 'locked') locked(reply, r.retryAfterMs)
   if (!r.ok && r.reason === 'failed') {

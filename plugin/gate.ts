@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { TotpRequiredError, TotpSetupRequiredError } from './errors.js'
-import { guarded, type TotpContext, userRef } from './context.js'
+import { guarded, readCheck, type TotpContext, userRef } from './context.js'
 
 /**
  * The onRequest hook behind R3. Protected by default: only `config: { totp: false }`
- * opts a route out. One store call (one Redis command) per signed-in request.
+ * opts a route out. One store call (one Redis command) per signed-in request; on the
+ * routes that check a code, that call also reads what the check needs.
  */
 export function createGate (ctx: TotpContext) {
   return async function totpGate (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
@@ -13,7 +14,7 @@ export function createGate (ctx: TotpContext) {
     const user = await ctx.opts.getUser(request)
     if (user === null || user === undefined) return
     const ref = userRef(user)
-    const state = await guarded(ctx.store.gate(ref))
+    const state = config?.readsCode === true ? await readCheck(ctx, request, ref) : await guarded(ctx.store.gate(ref))
     const mark = request.session?.totp
     let verified = false
     if (mark !== undefined) {

@@ -119,6 +119,41 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.ok(await s.ipBlocked(ip) > 59_000)
   })
 
+  t.test(`${name}: S3/S4 check reads what gate, load and ipBlocked read, at once`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    const ip = `10.1.${n++ % 250}.${process.pid % 250}`
+    t.same(await s.check(u, ip), { gate: await s.gate(u), secret: await s.load(u), ipBlockedMs: 0 }, 'a stranger')
+    await s.startSetup(u, 'sealed-p', 60_000)
+    t.same(await s.check(u, ip), { gate: await s.gate(u), secret: await s.load(u), ipBlockedMs: 0 }, 'a pending setup')
+    await s.confirmSetup(u, 'sealed-p', 7, 'session-a')
+    await s.setEnforced(u, true)
+    for (let i = 0; i < 3; i++) await s.fail(u)
+    for (let i = 0; i < 4; i++) await s.failIp(ip)
+    const c = await s.check(u, ip)
+    t.match(c, { gate: { enabled: true, enforced: true, gen: 1 }, secret: { sealed: 'sealed-p', pending: null, lastStep: 7, gen: 1, consumer: 'session-a' } })
+    t.ok(c.secret.lockedForMs > 0 && c.secret.lockedForMs <= 150, 'the lock left')
+    t.equal(c.gate.lockedUntil > Date.now(), true)
+    t.ok(c.ipBlockedMs > 59_000, 'the IP\'s budget is spent')
+    t.same({ ...c, secret: { ...c.secret, lockedForMs: 0 }, ipBlockedMs: 0 }, { gate: await s.gate(u), secret: { ...await s.load(u), lockedForMs: 0 }, ipBlockedMs: 0 })
+  })
+
+  t.test(`${name}: S4 failAttempt charges user and IP at once; a locked user is not charged, the IP is`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    const ip = `10.2.${n++ % 250}.${process.pid % 250}`
+    t.same(await s.failAttempt(u, ip), { user: { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, ipBlockedMs: 0 })
+    t.same(await s.failAttempt(u, ip), { user: { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 }, ipBlockedMs: 0 })
+    t.same(await s.failAttempt(u, ip), { user: { ok: false, reason: 'failed', failures: 3, lockedForMs: 150 }, ipBlockedMs: 0 })
+    const locked = await s.failAttempt(u, ip)
+    t.match(locked, { user: { ok: false, reason: 'locked' } }, 'the 4th while locked: not checked, not charged')
+    t.ok(locked.ipBlockedMs > 59_000, 'the IP\'s 4th failure spends its budget')
+    t.ok((await s.check(u, ip)).ipBlockedMs > 59_000)
+    const open = await make({ ...POLICY, ip: null })
+    t.same(await open.failAttempt(ref(), ip), { user: { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, ipBlockedMs: 0 }, 'no IP budget when off')
+    t.equal((await open.check(u, ip)).ipBlockedMs, 0)
+  })
+
   t.test(`${name}: R4 revoke deletes secret, pending setup, replay and lock state at once and bumps the generation`, async (t) => {
     const s = await make(POLICY)
     const u = ref()

@@ -30,7 +30,7 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   scope.post<{ Body: { code: string } }>('/setup/confirm', {
     bodyLimit: BODY_LIMIT,
     schema: { body: codeBody(totp.digits) },
-    config: { totp: { allowSetupRequired: true } }
+    config: { totp: { allowSetupRequired: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
     const { sealed, timeStep } = await checkCode(ctx, request, reply, ref, 'setup.failed', (st) => {

@@ -22,7 +22,7 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   scope.post<{ Body: { code: string } }>('/verify', {
     bodyLimit: BODY_LIMIT,
     schema: { body: codeBody(ctx.opts.totp.digits) },
-    config: { totp: { allowUnverified: true } }
+    config: { totp: { allowUnverified: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
     const consumer = consumerToken(request)

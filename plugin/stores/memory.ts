@@ -1,4 +1,4 @@
-import type { AttemptResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
+import type { AttemptResult, CheckState, FailureResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
 
 interface Row { s?: string; l?: number; c?: string; f?: number; k?: number; e?: boolean; g: number }
 
@@ -43,7 +43,9 @@ export class MemoryTotpStore implements TotpStore {
     return { ok: false, reason: 'failed', failures, lockedForMs }
   }
 
-  async gate (ref: UserRef): Promise<GateState> {
+  async gate (ref: UserRef): Promise<GateState> { return this.gateNow(ref) }
+
+  private gateNow (ref: UserRef): GateState {
     const row = this.rows.get(this.id(ref))
     return {
       enabled: row?.s !== undefined,
@@ -54,7 +56,9 @@ export class MemoryTotpStore implements TotpStore {
     }
   }
 
-  async load (ref: UserRef): Promise<SecretState> {
+  async load (ref: UserRef): Promise<SecretState> { return this.loadNow(ref) }
+
+  private loadNow (ref: UserRef): SecretState {
     const row = this.rows.get(this.id(ref))
     return { sealed: row?.s ?? null, pending: this.pending(ref), lastStep: row?.l ?? -1, lockedForMs: row ? this.lockLeft(row, Date.now()) : 0, gen: row?.g ?? 0, consumer: row?.c ?? null }
   }
@@ -97,12 +101,23 @@ export class MemoryTotpStore implements TotpStore {
     return { ok: true, gen: row.g }
   }
 
-  async fail (ref: UserRef): Promise<AttemptResult> {
+  async fail (ref: UserRef): Promise<AttemptResult> { return this.failNow(ref) }
+
+  private failNow (ref: UserRef): AttemptResult {
     const now = Date.now()
     const row = this.row(ref)
     const left = this.lockLeft(row, now)
     if (left > 0) return { ok: false, reason: 'locked', retryAfterMs: left }
     return this.charge(row, now)
+  }
+
+  async check (ref: UserRef, ip: string): Promise<CheckState> {
+    return { gate: this.gateNow(ref), secret: this.loadNow(ref), ipBlockedMs: this.ipBlockedNow(ip) }
+  }
+
+  async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
+    const ipBlockedMs = this.failIpNow(ip)
+    return { user: this.failNow(ref), ipBlockedMs }
   }
 
   private ipEntry (ip: string, now: number): { count: number; expiresAt: number } | undefined {
@@ -111,14 +126,18 @@ export class MemoryTotpStore implements TotpStore {
     return e
   }
 
-  async ipBlocked (ip: string): Promise<number> {
+  async ipBlocked (ip: string): Promise<number> { return this.ipBlockedNow(ip) }
+
+  private ipBlockedNow (ip: string): number {
     if (this.policy.ip === null) return 0
     const now = Date.now()
     const e = this.ipEntry(ip, now)
     return e !== undefined && e.count >= this.policy.ip.maxFailures ? e.expiresAt - now : 0
   }
 
-  async failIp (ip: string): Promise<number> {
+  async failIp (ip: string): Promise<number> { return this.failIpNow(ip) }
+
+  private failIpNow (ip: string): number {
     if (this.policy.ip === null) return 0
     const now = Date.now()
     let e = this.ipEntry(ip, now)

@@ -3,35 +3,39 @@ import type { Cluster, Redis, Result } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { DEFAULT_KEY_PREFIX, DEFAULT_SETTINGS_SHARDS, DEFAULT_TIMEOUT } from '../options.js'
 import { KeyLayout } from './keys.js'
-import type { AttemptResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
+import type { AttemptResult, CheckState, FailureResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
 
 type Reply = Array<number | string>
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     totpGate(user: string, settings: string): Result<Reply, Context>
-    totpLoad(user: string, pending: string): Result<Reply, Context>
+    /** KEYS: user, settings, pending[, ip] (numkeys first). */
+    totpCheck(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     totpSetup(user: string, pending: string, sealed: string, ttlMs: number): Result<number, Context>
     totpConfirm(user: string, pending: string, sealed: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
     totpConsume(user: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
     totpFail(user: string, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
     totpIpFail(ip: string, windowMs: number, max: number): Result<number, Context>
     totpIpCheck(ip: string, max: number): Result<number, Context>
+    totpFailBoth(user: string, ip: string, free: number, lockMs: number, maxMs: number, windowMs: number, max: number): Result<Reply, Context>
     totpRevoke(user: string, pending: string): Result<number, Context>
   }
 }
 
 const lua = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
 const LIB = lua('lib')
-const SCRIPTS: Record<string, { keys: number; file: string; lib: boolean }> = {
+// keys null: the caller passes the number of keys first
+const SCRIPTS: Record<string, { keys: number | null; file: string; lib: boolean }> = {
   totpGate: { keys: 2, file: 'gate', lib: false },
-  totpLoad: { keys: 2, file: 'load', lib: true },
+  totpCheck: { keys: null, file: 'check', lib: true },
   totpSetup: { keys: 2, file: 'setup', lib: false },
   totpConfirm: { keys: 2, file: 'confirm', lib: true },
   totpConsume: { keys: 1, file: 'consume', lib: true },
   totpFail: { keys: 1, file: 'fail', lib: true },
-  totpIpFail: { keys: 1, file: 'ipfail', lib: false },
-  totpIpCheck: { keys: 1, file: 'ipcheck', lib: false },
+  totpIpFail: { keys: 1, file: 'ipfail', lib: true },
+  totpIpCheck: { keys: 1, file: 'ipcheck', lib: true },
+  totpFailBoth: { keys: 2, file: 'failboth', lib: true },
   totpRevoke: { keys: 2, file: 'revoke', lib: false }
 }
 const SOURCES = Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, (s.lib ? LIB + '\n' : '') + lua(s.file)]))
@@ -58,21 +62,31 @@ export function attemptResult (r: Reply): AttemptResult {
   }
 }
 
+const gateState = (r: Reply): GateState =>
+  ({ enabled: r[0] === 1, enforced: r[1] === 1, gen: Number(r[2]), lockedUntil: Number(r[3]), enforceAll: r[4] === 1 })
+
+// check.lua's reply after the gate's five fields
+const secretState = (r: Reply): SecretState =>
+  ({ sealed: (r[5] as string) || null, pending: (r[6] as string) || null, lastStep: Number(r[7]), lockedForMs: Number(r[8]), gen: Number(r[2]), consumer: (r[9] as string) || null })
+
 /** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */
 export class RedisTotpStore implements TotpStore {
   readonly keys: KeyLayout
   private readonly client: Redis | Cluster
   private readonly policy: StorePolicy
   private readonly timeout: number
+  // Standalone Redis: scripts may also touch the IP's counter (another slot on a cluster)
+  private readonly standalone: boolean
 
   constructor (opts: RedisTotpStoreOptions) {
     this.client = opts.client
     this.policy = { lock: opts.lock, ip: opts.ip }
     this.keys = new KeyLayout(opts.keyPrefix ?? DEFAULT_KEY_PREFIX, opts.settingsShards ?? DEFAULT_SETTINGS_SHARDS)
     this.timeout = opts.timeout ?? DEFAULT_TIMEOUT
+    this.standalone = !this.client.isCluster
     for (const [name, s] of Object.entries(SCRIPTS)) {
       if (typeof (this.client as any)[name] !== 'function') {
-        this.client.defineCommand(name, { numberOfKeys: s.keys, lua: SOURCES[name] })
+        this.client.defineCommand(name, s.keys === null ? { lua: SOURCES[name] } : { numberOfKeys: s.keys, lua: SOURCES[name] })
       }
     }
   }
@@ -89,13 +103,24 @@ export class RedisTotpStore implements TotpStore {
   }
 
   async gate (ref: UserRef): Promise<GateState> {
-    const r = await this.run(this.client.totpGate(this.keys.user(ref), this.keys.settingsFor(ref)))
-    return { enabled: r[0] === 1, enforced: r[1] === 1, gen: Number(r[2]), lockedUntil: Number(r[3]), enforceAll: r[4] === 1 }
+    return gateState(await this.run(this.client.totpGate(this.keys.user(ref), this.keys.settingsFor(ref))))
   }
 
   async load (ref: UserRef): Promise<SecretState> {
-    const r = await this.run(this.client.totpLoad(this.keys.user(ref), this.keys.pending(ref)))
-    return { sealed: (r[0] as string) || null, pending: (r[1] as string) || null, lastStep: Number(r[2]), lockedForMs: Number(r[3]), gen: Number(r[4]), consumer: (r[5] as string) || null }
+    return secretState(await this.run(this.client.totpCheck(3, this.keys.user(ref), this.keys.settingsFor(ref), this.keys.pending(ref))))
+  }
+
+  // One command on standalone Redis; on a cluster the IP's counter lives in another slot,
+  // so its check is a second command sent at the same time.
+  async check (ref: UserRef, ip: string): Promise<CheckState> {
+    const keys = [this.keys.user(ref), this.keys.settingsFor(ref), this.keys.pending(ref)]
+    const max = this.policy.ip?.maxFailures
+    if (max === undefined || this.standalone) {
+      const r = await this.run(max === undefined ? this.client.totpCheck(3, ...keys) : this.client.totpCheck(4, ...keys, this.keys.ip(ip), max))
+      return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(r[10])) }
+    }
+    const [r, ipMs] = await this.run(Promise.all([this.client.totpCheck(3, ...keys), this.client.totpIpCheck(this.keys.ip(ip), max)]))
+    return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(ipMs)) }
   }
 
   async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
@@ -126,6 +151,16 @@ export class RedisTotpStore implements TotpStore {
   async failIp (ip: string): Promise<number> {
     if (this.policy.ip === null) return 0
     return Math.max(0, Number(await this.run(this.client.totpIpFail(this.keys.ip(ip), this.policy.ip.windowMs, this.policy.ip.maxFailures))))
+  }
+
+  async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
+    const { lock, ip: ipPolicy } = this.policy
+    if (ipPolicy === null || !this.standalone) {
+      const [user, ipBlockedMs] = await Promise.all([this.fail(ref), this.failIp(ip)])
+      return { user, ipBlockedMs }
+    }
+    const r = await this.run(this.client.totpFailBoth(this.keys.user(ref), this.keys.ip(ip), lock.freeFailures, lock.lockMs, lock.maxLockMs, ipPolicy.windowMs, ipPolicy.maxFailures))
+    return { user: attemptResult(r), ipBlockedMs: Math.max(0, Number(r[3])) }
   }
 
   async revoke (ref: UserRef): Promise<boolean> {

@@ -30,6 +30,24 @@ export interface SecretState {
   consumer: string | null
 }
 
+/**
+ * What the routes that check a code (/verify, /setup/confirm) read before checking it: the
+ * gate's answer, the user's secrets and the IP's budget, in one round trip where the backend can.
+ */
+export interface CheckState {
+  gate: GateState
+  secret: SecretState
+  /** Milliseconds the IP is still refused for; 0 when within its budget. */
+  ipBlockedMs: number
+}
+
+/** A wrong code charged to the user and to the IP at once. */
+export interface FailureResult {
+  user: AttemptResult
+  /** Milliseconds the IP is refused for when this failure spent its budget, else 0. */
+  ipBlockedMs: number
+}
+
 export type AttemptResult =
   | { ok: true; gen: number }
   /** Locked: the attempt was not charged nor checked. */
@@ -50,6 +68,8 @@ export interface StorePolicy { lock: LockPolicy; ip: IpPolicy | null }
 export interface TotpStore {
   gate(ref: UserRef): Promise<GateState>
   load(ref: UserRef): Promise<SecretState>
+  /** `gate`, `load` and `ipBlocked` at once: the gate of the routes that check a code. */
+  check(ref: UserRef, ip: string): Promise<CheckState>
   /** Starts (or restarts) a pending setup; refuses when a secret is active. */
   startSetup(ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'>
   /** Activates the pending secret `sealedPending` with its confirming step (which counts as used). */
@@ -66,6 +86,8 @@ export interface TotpStore {
   ipBlocked(ip: string): Promise<number>
   /** Charges a failure to an IP; returns ms refused for when the budget is now spent, else 0. */
   failIp(ip: string): Promise<number>
+  /** `fail` and `failIp` at once: a wrong code. */
+  failAttempt(ref: UserRef, ip: string): Promise<FailureResult>
   /** Deletes secret, pending setup, replay and lock state at once; returns whether a secret or setup existed. */
   revoke(ref: UserRef): Promise<boolean>
   setEnforced(ref: UserRef, enforced: boolean): Promise<void>

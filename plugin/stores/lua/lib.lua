@@ -19,3 +19,15 @@ local function charge(key, free, base, max, now)
   end
   return { 2, f, lock }
 end
+-- The IP's budget: ms it is still refused for, or 0.
+local function ip_left(key, max)
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(max) then return redis.call('PTTL', key) end
+  return 0
+end
+-- Charges a failure to an IP: ms refused for when its budget is now spent, or 0.
+local function ip_charge(key, window, max)
+  local c = redis.call('INCR', key)
+  if c == 1 then redis.call('PEXPIRE', key, window) end
+  if c >= tonumber(max) then return redis.call('PTTL', key) end
+  return 0
+end

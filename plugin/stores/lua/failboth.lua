@@ -1,0 +1,9 @@
+-- A wrong code on standalone Redis: charges the user and the IP in one command.
+-- KEYS: user hash, ip counter. ARGV: free, lock ms, max lock ms, ip window ms, ip max failures.
+-- Returns the user's attempt result (as fail.lua) with the IP's refusal (ms, or 0) appended.
+local now = now_ms()
+local ip = ip_charge(KEYS[2], ARGV[4], ARGV[5])
+local left = lock_left(KEYS[1], now)
+if left > 0 then return { 0, left, 0, ip } end
+local r = charge(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+return { r[1], r[2], r[3], ip }
