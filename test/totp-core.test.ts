@@ -236,6 +236,18 @@ t.test('S1 base32: RFC 4648 vectors, tolerant decoding, round trip', async (t) =
   t.throws(() => decodeSecret(42 as unknown as string), TypeError)
 })
 
+t.test('S3 a code two steps of the window share consumes the newer, so it cannot be replayed against the older', async (t) => {
+  // found by search: HOTP(secret, 59000000) = HOTP(secret, 59000001) = 363253 (1 secret in 10^6 has such a pair)
+  const secret = Buffer.from('3e35a8dd5ba67b94cc2ae035728ccfab6323a586', 'hex')
+  const step = 59_000_001
+  const epochSeconds = (step + 0.5) * 30
+  t.equal(generateCode(secret, DEFAULT_TOTP_PARAMS, (step - 1) * 30), '363253')
+  t.equal(generateCode(secret, DEFAULT_TOTP_PARAMS, step * 30), '363253')
+  const first = verifyCode(secret, '363253', DEFAULT_TOTP_PARAMS, { epochSeconds })
+  t.same(first, { valid: true, delta: 0, timeStep: step }, 'the newer step is the one consumed')
+  t.same(verifyCode(secret, '363253', DEFAULT_TOTP_PARAMS, { epochSeconds, afterTimeStep: step }), { valid: false }, 'the same code again is a replay')
+})
+
 t.test('S1/S3 verifyCode agrees with otplib\'s verifySync (the library as oracle) on random cases', async (t) => {
   const { verifySync } = await import('@otplib/totp')
   const { NodeCryptoPlugin } = await import('@otplib/plugin-crypto-node')

@@ -161,8 +161,10 @@ export function verifyCode (
   if (Number.isNaN(after) || after >= current + window) return INVALID
   after = Math.floor(after)
   const token = Number(code)
+  // Newest step first: a code that two steps of the window share (1 in 10^digits) consumes the newer,
+  // so it cannot be replayed against the other (S3).
   // Integer equality takes the same time whichever digits differ, as timingSafeEqual would.
-  for (let step = Math.max(min, after + 1); step <= max; step++) {
+  for (let step = max, lowest = Math.max(min, after + 1); step >= lowest; step--) {
     if (hotp(secret, algorithm, step, digits) === token) return { valid: true, delta: step - current, timeStep: step }
   }
   return INVALID
