@@ -83,14 +83,15 @@ export async function checkCode (
 
 /** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */
 export async function failure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', charged?: AttemptResult): Promise<never> {
+  const ip = request.ip // behind a trusted proxy, each read of request.ip parses X-Forwarded-For
   const { user: r, ipBlockedMs: ipMs } = await guarded(charged === undefined
-    ? ctx.store.failAttempt(ref, request.ip)
-    : ctx.store.failIp(request.ip).then((ipBlockedMs) => ({ user: charged, ipBlockedMs })))
-  if (ipMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip: request.ip, lockedForMs: ipMs })
+    ? ctx.store.failAttempt(ref, ip)
+    : ctx.store.failIp(ip).then((ipBlockedMs) => ({ user: charged, ipBlockedMs })))
+  if (ipMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip, lockedForMs: ipMs })
   if (!r.ok && r.reason === 'locked') locked(reply, r.retryAfterMs)
   if (!r.ok && r.reason === 'failed') {
-    ctx.emit(request, { type, ...ref, ip: request.ip, failures: r.failures })
-    if (r.lockedForMs > 0) ctx.emit(request, { type: 'locked', ...ref, ip: request.ip, failures: r.failures, lockedForMs: r.lockedForMs })
+    ctx.emit(request, { type, ...ref, ip, failures: r.failures })
+    if (r.lockedForMs > 0) ctx.emit(request, { type: 'locked', ...ref, ip, failures: r.failures, lockedForMs: r.lockedForMs })
   }
   throw new TotpInvalidCodeError()
 }

@@ -39,8 +39,9 @@ export const settingsBody = {
 /** Strict validation and FST_TOTP_BAD_REQUEST for anything malformed, in the plugin's own scope. */
 export function strictInput (scope: FastifyInstance): void {
   scope.setValidatorCompiler(({ schema }) => ajv.compile(schema))
-  scope.addHook('onRequest', async (_request, reply) => {
+  scope.addHook('onRequest', (_request, reply, done) => {
     reply.header('cache-control', 'no-store')
+    done()
   })
   scope.setErrorHandler((err: FastifyError, request, reply) => {
     const malformed = err.validation !== undefined ||

@@ -20,20 +20,26 @@ export class KeyLayout {
     return crc32(userId) % this.shards
   }
 
-  user (ref: UserRef): string {
-    return `${this.tag(ref.tenant, this.shardOf(ref.userId))}u:${enc(ref.userId)}`
+  /** The hash tag every key of this user shares (pass it on when building several of them). */
+  userTag (ref: UserRef): string {
+    return this.tag(ref.tenant, this.shardOf(ref.userId))
   }
 
-  pending (ref: UserRef): string {
-    return `${this.tag(ref.tenant, this.shardOf(ref.userId))}p:${enc(ref.userId)}`
+  user (ref: UserRef, tag = this.userTag(ref)): string {
+    return `${tag}u:${enc(ref.userId)}`
+  }
+
+  pending (ref: UserRef, tag = this.userTag(ref)): string {
+    return `${tag}p:${enc(ref.userId)}`
   }
 
   settings (tenant: string, shard: number): string {
     return `${this.tag(tenant, shard)}t`
   }
 
-  settingsFor (ref: UserRef): string {
-    return this.settings(ref.tenant, this.shardOf(ref.userId))
+  /** The copy of the tenant's settings in this user's slot. */
+  settingsFor (ref: UserRef, tag = this.userTag(ref)): string {
+    return `${tag}t`
   }
 
   ip (ip: string): string {

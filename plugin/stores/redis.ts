@@ -103,17 +103,23 @@ export class RedisTotpStore implements TotpStore {
   }
 
   async gate (ref: UserRef): Promise<GateState> {
-    return gateState(await this.run(this.client.totpGate(this.keys.user(ref), this.keys.settingsFor(ref))))
+    const tag = this.keys.userTag(ref)
+    return gateState(await this.run(this.client.totpGate(this.keys.user(ref, tag), this.keys.settingsFor(ref, tag))))
   }
 
   async load (ref: UserRef): Promise<SecretState> {
-    return secretState(await this.run(this.client.totpCheck(3, this.keys.user(ref), this.keys.settingsFor(ref), this.keys.pending(ref))))
+    return secretState(await this.run(this.client.totpCheck(3, ...this.checkKeys(ref))))
+  }
+
+  private checkKeys (ref: UserRef): [string, string, string] {
+    const tag = this.keys.userTag(ref)
+    return [this.keys.user(ref, tag), this.keys.settingsFor(ref, tag), this.keys.pending(ref, tag)]
   }
 
   // One command on standalone Redis; on a cluster the IP's counter lives in another slot,
   // so its check is a second command sent at the same time.
   async check (ref: UserRef, ip: string): Promise<CheckState> {
-    const keys = [this.keys.user(ref), this.keys.settingsFor(ref), this.keys.pending(ref)]
+    const keys = this.checkKeys(ref)
     const max = this.policy.ip?.maxFailures
     if (max === undefined || this.standalone) {
       const r = await this.run(max === undefined ? this.client.totpCheck(3, ...keys) : this.client.totpCheck(4, ...keys, this.keys.ip(ip), max))
