@@ -71,6 +71,7 @@ export async function checkCode (
   failedType: 'verify.failed' | 'setup.failed',
   pick: (st: SecretState) => { sealed: string; afterTimeStep: number }
 ): Promise<{ st: SecretState; sealed: string; timeStep: number }> {
+  // a route without `readsCode` (none of the plugin's) reads here instead
   const { secret: st, ipBlockedMs: ipMs } = checks.get(request) ?? await guarded(ctx.store.check(ref, request.ip))
   const { sealed, afterTimeStep } = pick(st)
   if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
