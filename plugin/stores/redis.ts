@@ -121,12 +121,13 @@ export class RedisTotpStore implements TotpStore {
   async check (ref: UserRef, ip: string): Promise<CheckState> {
     const keys = this.checkKeys(ref)
     const max = this.policy.ip?.maxFailures
-    if (max === undefined || this.standalone) {
-      const r = await this.run(max === undefined ? this.client.totpCheck(3, ...keys) : this.client.totpCheck(4, ...keys, this.keys.ip(ip), max))
-      return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(r[10])) }
-    }
-    const [r, ipMs] = await this.run(Promise.all([this.client.totpCheck(3, ...keys), this.client.totpIpCheck(this.keys.ip(ip), max)]))
-    return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(ipMs)) }
+    const inScript = max !== undefined && this.standalone
+    const [r, ipMs] = await this.run(Promise.all([
+      inScript ? this.client.totpCheck(4, ...keys, this.keys.ip(ip), max) : this.client.totpCheck(3, ...keys),
+      max === undefined || inScript ? null : this.client.totpIpCheck(this.keys.ip(ip), max)
+    ]))
+    // check.lua answers -1 for the IP when it did not read it
+    return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(ipMs ?? r[10])) }
   }
 
   async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
