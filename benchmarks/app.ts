@@ -2,13 +2,15 @@
 //
 //   /health          no session, no plugin (the ceiling)
 //   /base/profile    @fastify/session on RedisSessionStore, no plugin (the baseline)
-//   /app/profile     the same session plugin, store and cookie, plus fastify-totp (gate, gate-plain)
+//   /app/profile     the same session options, store class and cookie, plus fastify-totp (gate, gate-plain)
 //   /app/totp/*      the plugin's routes (verify, flood)
 //
-// The session plugin is registered once, in a scope holding both /base and /app, so
-// the baseline and the gated route share the hook, the store, the cookie and the
-// handler; fastify-totp is fastify-plugin wrapped, so it is registered inside the
-// /app child scope and its gate hook runs there only.
+// The session plugin is registered in /base and in /app with the same options and a store
+// instance of its own each: the plugin links the /app store to read the gate's state along
+// with each session (one command for both), and the baseline's store stays the plain one an
+// app without the plugin has. Both share the client, the key prefix, the cookie and the
+// handler; fastify-totp is fastify-plugin wrapped, registered inside /app, so its gate
+// hook runs there only.
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -48,31 +50,35 @@ export async function buildBenchApp (opts: BenchAppOptions): Promise<FastifyInst
     outside.get('/health', { config: { totp: false } }, async () => ({ ok: true }))
   })
 
-  await app.register(async (sessioned) => {
-    await sessioned.register(fastifySession, {
+  // The same session options in both scopes; each scope its own store instance, so that
+  // the baseline's store stays a plain GET/SET store (the plugin links the gated one).
+  const sessions = async (scope: FastifyInstance): Promise<void> => {
+    await scope.register(fastifySession, {
       secret: opts.sessionSecret,
       cookie: { secure: false },
       saveUninitialized: false,
       store: new RedisSessionStore({ client: opts.redis, prefix: opts.sessionPrefix })
     })
+  }
 
-    await sessioned.register(async (base) => {
-      base.get('/profile', profile)
-    }, { prefix: BASE_PREFIX })
+  await app.register(async (base) => {
+    await sessions(base)
+    base.get('/profile', profile)
+  }, { prefix: BASE_PREFIX })
 
-    await sessioned.register(async (gated) => {
-      await gated.register(totp, {
-        redis: opts.redis,
-        encryptionKey: opts.encryptionKey,
-        keyPrefix: opts.keyPrefix,
-        getUser: (request): TotpUser | null => {
-          const uid = request.session.get('uid' as never) as unknown as SessionUser | undefined
-          return uid === undefined ? null : { id: uid.id, tenant: uid.tenant, roles: [] }
-        }
-      })
-      gated.get('/profile', profile)
-    }, { prefix: APP_PREFIX })
-  })
+  await app.register(async (gated) => {
+    await sessions(gated)
+    await gated.register(totp, {
+      redis: opts.redis,
+      encryptionKey: opts.encryptionKey,
+      keyPrefix: opts.keyPrefix,
+      getUser: (request): TotpUser | null => {
+        const uid = request.session.get('uid' as never) as unknown as SessionUser | undefined
+        return uid === undefined ? null : { id: uid.id, tenant: uid.tenant, roles: [] }
+      }
+    })
+    gated.get('/profile', profile)
+  }, { prefix: APP_PREFIX })
 
   await app.ready()
   return app

@@ -3,6 +3,7 @@
 import type { Redis } from 'ioredis'
 import { DEFAULT_LOCKOUT } from '../plugin/options.js'
 import type { KeyLayout } from '../plugin/stores/keys.js'
+import { storedJson } from '../plugin/stores/session-store.js'
 import type { Population, SeededUser } from './seed.js'
 import { TENANT } from './seed.js'
 
@@ -35,8 +36,9 @@ export async function floodOutcome (redis: Redis, keys: KeyLayout, sessionPrefix
     for (const value of values) {
       if (value === null) continue
       sessionsScanned++
-      const session = JSON.parse(value) as { uid?: { id: string }, totp?: { u: string } }
-      if (session.totp !== undefined && (floodIds.has(session.totp.u) || floodIds.has(session.uid?.id ?? ''))) verifiedSessions++
+      const session = JSON.parse(storedJson(value)) as { uid?: { id: string }, totp?: { u: string, g?: number } }
+      // a mark without a generation only names the user (see TotpSessionState)
+      if (session.totp?.g !== undefined && (floodIds.has(session.totp.u) || floodIds.has(session.uid?.id ?? ''))) verifiedSessions++
     }
   } while (cursor !== '0')
 

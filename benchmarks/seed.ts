@@ -5,8 +5,10 @@ import { randomBytes } from 'node:crypto'
 import { Signer } from '@fastify/cookie'
 import { SECRET_PURPOSE } from '../plugin/context.js'
 import { seal, type KeyRing } from '../plugin/crypto/seal.js'
+import type { TotpSessionState } from '../plugin/augment.js'
 import { DEFAULT_SESSION_TTL } from '../plugin/stores/session-store.js'
 import type { KeyLayout } from '../plugin/stores/keys.js'
+import { readAlongHeader } from '../plugin/stores/redis.js'
 import { DEFAULT_TOTP_PARAMS, generateCode, timeStepAt } from '../plugin/totp/index.js'
 import type { SessionUser } from './app.js'
 import { RespPipe } from './resp-pipe.js'
@@ -66,11 +68,14 @@ export function sessionCookie (signer: Signer, sessionId: string): string {
   return `${COOKIE_NAME}=${encodeURIComponent(signer.sign(sessionId))}`
 }
 
-/** The app's session JSON, as RedisSessionStore writes it. */
-export function sessionJson (user: SessionUser, verifiedGen: number | null): string {
-  const session: Record<string, unknown> = { cookie: SESSION_COOKIE, uid: user, cart: 'app data' }
-  if (verifiedGen !== null) session.totp = { t: user.tenant, u: user.id, g: verifiedGen }
-  return JSON.stringify(session)
+/**
+ * The app's session as the plugin's linked RedisSessionStore stores it once the gate has seen
+ * the session (the sign-in page's first gated request): the `totp` mark names the user (with
+ * the generation once verified), and the header names the user's keys for the read along.
+ */
+export function sessionValue (keys: KeyLayout, user: SessionUser, verifiedGen: number | null): string {
+  const totp: TotpSessionState = verifiedGen === null ? { t: user.tenant, u: user.id } : { t: user.tenant, u: user.id, g: verifiedGen }
+  return readAlongHeader(keys, totp) + JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
 }
 
 export async function seed (opts: SeedOptions): Promise<SeedResult> {
@@ -111,7 +116,7 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
-        pipe.send(['SET', opts.sessionPrefix + sessionId, sessionJson(user, group.verified ? 1 : null), 'PX', SESSION_TTL])
+        pipe.send(['SET', opts.sessionPrefix + sessionId, sessionValue(opts.keys, user, group.verified ? 1 : null), 'PX', SESSION_TTL])
         sessions++
         population[group.name].push(new Seeded(id, secret, sessionId, signer))
         await pipe.maybeFlush()

@@ -2,8 +2,12 @@ import type { TotpOperator } from './operator.js'
 import type { GateState, UserRef } from './stores/store.js'
 import type { TotpUser } from './options.js'
 
-/** What a session remembers of a verified code: which user, under which secret generation. */
-export interface TotpSessionState { t: string; u: string; g: number }
+/**
+ * What a session remembers for the plugin: which user (tenant `t`, id `u`) and, once a code is
+ * verified, under which secret generation `g`. Without `g` it only names the user, so that a
+ * linked RedisSessionStore reads the user's gate state along with the session.
+ */
+export interface TotpSessionState { t: string; u: string; g?: number }
 
 /** Per-route settings: `false` opts a route out of the gate (sign-in, sign-out, static assets). */
 export interface TotpRouteConfig {

@@ -4,7 +4,8 @@ import { open, type KeyRing } from './crypto/seal.js'
 import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
 import { DEFAULT_TENANT, type ResolvedOptions, type TotpEvent } from './options.js'
 import type { AbilityBuilder } from './policy/abilities.js'
-import type { AttemptResult, CheckState, GateState, SecretState, TotpStore, UserRef } from './stores/store.js'
+import { RedisSessionStore } from './stores/session-store.js'
+import type { AttemptResult, CheckState, GateState, ReadAlong, SecretState, TotpStore, UserRef } from './stores/store.js'
 import { verifyCode } from './totp/index.js'
 import type { TotpRequestState } from './augment.js'
 
@@ -15,6 +16,8 @@ export interface TotpContext {
   keyRing: KeyRing
   abilities: AbilityBuilder
   emit: (request: FastifyRequest | null, event: TotpEvent) => void
+  /** Session stores seen by the gate, and whether each reads the gate's state along (see `linked`). */
+  links: WeakMap<object, boolean>
 }
 
 const unavailable = (err: unknown): never => { throw new TotpUnavailableError({ cause: err }) }
@@ -23,14 +26,41 @@ const unavailable = (err: unknown): never => { throw new TotpUnavailableError({ 
 export const guarded = <T>(op: Promise<T>): Promise<T> => op.catch(unavailable)
 
 // What the gate read for the routes that check a code; kept off `request.totp`, which the
-// app may log, because it holds sealed secrets.
-const checks = new WeakMap<FastifyRequest, CheckState>()
+// app may log, because it holds sealed secrets. `ipBlockedMs` null: the IP was not read yet.
+const checks = new WeakMap<FastifyRequest, CheckState | (ReadAlong & { secret: SecretState; ipBlockedMs: null })>()
 
-/** The gate's read on the routes that check a code: its state, plus what `checkCode` needs. */
-export async function readCheck (ctx: TotpContext, request: FastifyRequest, ref: UserRef): Promise<GateState> {
-  const check = await guarded(ctx.store.check(ref, request.ip))
-  checks.set(request, check)
-  return check.gate
+/**
+ * Whether the request's session store reads the gate's state along with the session: a
+ * RedisSessionStore on the TOTP store's own standalone client, linked on first sight.
+ */
+export function linked (ctx: TotpContext, request: FastifyRequest): boolean {
+  const sessions = request.sessionStore as object | undefined
+  if (sessions === undefined || sessions === null) return false
+  let ok = ctx.links.get(sessions)
+  if (ok === undefined) {
+    const reader = ctx.store.sessionReader?.() ?? null
+    ok = reader !== null && sessions instanceof RedisSessionStore && sessions.link(reader)
+    ctx.links.set(sessions, ok)
+  }
+  return ok
+}
+
+/**
+ * The gate's one read: what the session store read along with the session when it could
+ * (returned as is, no promise), else one store call. On the routes that check a code (`readCode`) it also reads what
+ * `checkCode` needs.
+ */
+export function readGate (ctx: TotpContext, request: FastifyRequest, ref: UserRef, readCode: boolean): GateState | Promise<GateState> {
+  const along = ctx.store.readAlong?.(ref, request.session, readCode) ?? null
+  if (along !== null) {
+    if (readCode && along.secret !== null) checks.set(request, { gate: along.gate, secret: along.secret, ipBlockedMs: null })
+    return along.gate
+  }
+  if (!readCode) return guarded(ctx.store.gate(ref))
+  return guarded(ctx.store.check(ref, request.ip)).then((check) => {
+    checks.set(request, check)
+    return check.gate
+  })
 }
 
 export const SECRET_PURPOSE = 'totp-secret'
@@ -62,24 +92,30 @@ export const lockedUntilIso = (state: GateState): string | null =>
 
 /**
  * The common first half of /verify and /setup/confirm: take the user's state and the IP's
- * budget the gate read (see `readCheck`), let `pick` choose the sealed secret to check (or throw),
+ * budget the gate read (see `readGate`), let `pick` choose the sealed secret to check (or throw),
  * answer 429 without checking while locked (S4), check the code against steps newer than
- * `afterTimeStep`, and charge a failure for a wrong code. Returns the state and the matched step.
+ * `afterTimeStep`, and charge a failure for a wrong code (which refuses an IP over its budget).
+ * Returns the state, the matched step and `ip`: the IP whose budget the caller's consume must
+ * still check (read along with the session, the budget was not read), else undefined. A caller
+ * that cannot (`consumeChecksIp` false) gets the budget read here first.
  */
 export async function checkCode (
   ctx: TotpContext, request: FastifyRequest<{ Body: { code: string } }>, reply: FastifyReply, ref: UserRef,
-  failedType: 'verify.failed' | 'setup.failed',
+  failedType: 'verify.failed' | 'setup.failed', consumeChecksIp: boolean,
   pick: (st: SecretState) => { sealed: string; afterTimeStep: number }
-): Promise<{ st: SecretState; sealed: string; timeStep: number }> {
+): Promise<{ st: SecretState; sealed: string; timeStep: number; ip: string | undefined }> {
   // a route without `readsCode` (none of the plugin's) reads here instead
-  const { secret: st, ipBlockedMs: ipMs } = checks.get(request) ?? await guarded(ctx.store.check(ref, request.ip))
+  const read = checks.get(request) ?? await guarded(ctx.store.check(ref, request.ip))
+  const st = read.secret
   const { sealed, afterTimeStep } = pick(st)
   if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
-  if (ipMs > 0) locked(reply, ipMs)
+  let ipMs = read.ipBlockedMs
+  if (ipMs === null && !consumeChecksIp) ipMs = await guarded(ctx.store.ipBlocked(request.ip))
+  if (ipMs !== null && ipMs > 0) locked(reply, ipMs)
   const secret = openSecret(ctx, request, sealed, ref)
   const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: afterTimeStep >= 0 ? afterTimeStep : undefined })
   if (!v.valid) return failure(ctx, request, reply, ref, failedType)
-  return { st, sealed, timeStep: v.timeStep }
+  return { st, sealed, timeStep: v.timeStep, ip: ipMs === null ? request.ip : undefined }
 }
 
 /** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */
@@ -89,7 +125,7 @@ export async function failure (ctx: TotpContext, request: FastifyRequest, reply:
     ? ctx.store.failAttempt(ref, ip)
     : ctx.store.failIp(ip).then((ipBlockedMs) => ({ user: charged, ipBlockedMs })))
   if (ipMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip, lockedForMs: ipMs })
-  if (!r.ok && r.reason === 'locked') locked(reply, r.retryAfterMs)
+  if (!r.ok && (r.reason === 'locked' || r.reason === 'ip-locked')) locked(reply, r.retryAfterMs)
   if (!r.ok && r.reason === 'failed') {
     ctx.emit(request, { type, ...ref, ip, failures: r.failures })
     if (r.lockedForMs > 0) ctx.emit(request, { type: 'locked', ...ref, ip, failures: r.failures, lockedForMs: r.lockedForMs })
@@ -107,9 +143,16 @@ export const consumerToken = (request: FastifyRequest): string =>
 
 /** S5: a new session id once a code is verified; the app's own session data is carried over. */
 export async function markVerified (request: FastifyRequest, ref: UserRef, gen: number): Promise<void> {
-  const keep = Object.keys(request.session).filter((k) => k !== 'cookie' && k !== 'totp')
-  await request.session.regenerate(keep)
+  // the mark goes in with the new session's first write (the save on send then has nothing new)
   request.session.totp = { t: ref.tenant, u: ref.userId, g: gen }
+  const keep = Object.keys(request.session).filter((k) => k !== 'cookie')
+  try {
+    await request.session.regenerate(keep)
+  } catch (err) {
+    // fail closed: whichever session the request is left with is saved unverified
+    if (request.session) request.session.totp = undefined
+    throw err
+  }
 }
 
 export const userRef = (user: { id: string; tenant?: string }): UserRef =>

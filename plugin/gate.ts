@@ -1,26 +1,29 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import { TotpRequiredError, TotpSetupRequiredError } from './errors.js'
-import { guarded, readCheck, type TotpContext, userRef } from './context.js'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { TotpRequiredError, TotpSetupRequiredError, TotpUnavailableError } from './errors.js'
+import { linked, readGate, type TotpContext, userRef } from './context.js'
+import type { TotpRouteConfig } from './augment.js'
+import type { TotpUser } from './options.js'
+import type { GateState, UserRef } from './stores/store.js'
 
 /**
  * The onRequest hook behind R3. Protected by default: only `config: { totp: false }`
- * opts a route out. One store call (one Redis command) per signed-in request; on the
- * routes that check a code, that call also reads what the check needs.
+ * opts a route out. At most one store call (one Redis command) per signed-in request, none
+ * where the session store read the state along with the session; on the routes that check
+ * a code, that read also brings what the check needs. Callback style, so that a request
+ * whose state came with its session passes without a promise.
  */
 export function createGate (ctx: TotpContext) {
-  return async function totpGate (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
-    const config = request.routeOptions.config.totp
-    if (config === false) return
-    const user = await ctx.opts.getUser(request)
-    if (user === null || user === undefined) return
-    const ref = userRef(user)
-    const state = config?.readsCode === true ? await readCheck(ctx, request, ref) : await guarded(ctx.store.gate(ref))
-    const mark = request.session?.totp
-    let verified = false
-    if (mark !== undefined) {
-      verified = state.enabled && mark.u === ref.userId && mark.t === ref.tenant && mark.g === state.gen
-      // revoked or re-enrolled since: the session loses its verified state (R4)
-      if (!verified) request.session.totp = undefined
+  // R4/R5/R7: a verified session passes; an enrolled user's unverified one gets 401; an
+  // enforced user without TOTP gets 403 until set up (routes may allow either).
+  function decide (request: FastifyRequest, config: TotpRouteConfig | undefined, user: TotpUser, ref: UserRef, named: boolean, state: GateState): void {
+    const session = request.session
+    const mark = session?.totp
+    const same = mark !== undefined && mark.u === ref.userId && mark.t === ref.tenant
+    const verified = same && state.enabled && mark.g === state.gen
+    if (session && !verified && (!same || mark.g !== undefined)) {
+      // revoked or re-enrolled since, or another user: the session loses its verified state (R4).
+      // Where the session store reads along, the session names its user for the next read.
+      if (named || mark !== undefined) session.totp = named ? { t: ref.tenant, u: ref.userId } : undefined
     }
     request.totp = { user, ref, state, verified }
     if (state.enabled) {
@@ -28,5 +31,46 @@ export function createGate (ctx: TotpContext) {
       throw new TotpRequiredError()
     }
     if ((state.enforced || state.enforceAll) && config?.allowSetupRequired !== true) throw new TotpSetupRequiredError()
+  }
+
+  // Never throws: every outcome goes to `done`, once, outside any try block.
+  function settle (request: FastifyRequest, config: TotpRouteConfig | undefined, user: TotpUser, ref: UserRef, named: boolean, state: GateState, done: HookHandlerDoneFunction): void {
+    let failed: Error | undefined
+    try {
+      decide(request, config, user, ref, named, state)
+    } catch (err) {
+      failed = err as Error
+    }
+    done(failed)
+  }
+
+  function withUser (request: FastifyRequest, config: TotpRouteConfig | undefined, user: TotpUser | null | undefined, done: HookHandlerDoneFunction): void {
+    if (user === null || user === undefined) return done()
+    let ref: UserRef, named: boolean, read: GateState | Promise<GateState>
+    try {
+      ref = userRef(user)
+      named = linked(ctx, request)
+      read = readGate(ctx, request, ref, config?.readsCode === true)
+    } catch (err) {
+      // a store that throws instead of rejecting cannot answer either: fail closed (S6)
+      return done(new TotpUnavailableError({ cause: err }))
+    }
+    if (read instanceof Promise) read.then((state) => settle(request, config, user, ref, named, state, done), done)
+    else settle(request, config, user, ref, named, read, done)
+  }
+
+  return function totpGate (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const config = request.routeOptions.config.totp
+    if (config === false) return done()
+    let user: ReturnType<typeof ctx.opts.getUser>
+    try {
+      user = ctx.opts.getUser(request)
+    } catch (err) {
+      return done(err as Error)
+    }
+    // the app's getUser may answer at once or with a promise (any thenable)
+    if (typeof (user as PromiseLike<unknown> | null | undefined)?.then === 'function') {
+      Promise.resolve(user).then((u) => withUser(request, config, u, done), done)
+    } else withUser(request, config, user as TotpUser | null | undefined, done)
   }
 }

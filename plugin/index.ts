@@ -44,7 +44,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
     }
   }
 
-  const ctx: TotpContext = { opts, store, keyRing, abilities: opts.defineAbilities ?? ((user) => defineTotpAbilities(user)), emit }
+  const ctx: TotpContext = { opts, store, keyRing, abilities: opts.defineAbilities ?? ((user) => defineTotpAbilities(user)), emit, links: new WeakMap() }
   const operator = createOperator(ctx)
   fastify.decorate('totp', operator)
   fastify.decorateRequest('totp', null)

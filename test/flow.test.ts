@@ -128,6 +128,33 @@ t.test('S5 the session id changes when a code is verified or a setup confirmed; 
   t.equal((await fixed.get('/api/profile')).json().user, null, 'the old id is no session at all any more')
 })
 
+t.test('S5/S6 a session id change that fails fails the request and leaves no verified session behind; the same code then completes it', async (t) => {
+  await awayFromStepEdge()
+  let failDestroy = false
+  const { app } = await build(t, {
+    sessions: (store) => ({
+      get: store.get.bind(store),
+      set: store.set.bind(store),
+      destroy: (id, done) => failDestroy ? done(new Error('destroy failed')) : store.destroy(id, done)
+    })
+  })
+  const { secret } = await enrol(app, 'alice')
+  const agent = new Agent(app)
+  await agent.login('alice')
+  const before = agent.cookie
+  failDestroy = true
+  const code = codeFor(secret)
+  const res = await agent.post('/totp/verify', { code })
+  t.equal(res.statusCode, 500, 'the error of the session store comes through: not a pass')
+  t.equal((await agent.get('/api/profile')).statusCode, 401, 'whichever session the answer left: not verified')
+  const old = new Agent(app)
+  old.cookie = before
+  t.equal((await old.get('/api/profile')).statusCode, 401, 'the old id is not verified either')
+  failDestroy = false
+  t.equal((await old.post('/totp/verify', { code })).statusCode, 200, 'the session that consumed the step completes with the same code')
+  t.equal((await old.get('/api/profile')).statusCode, 200)
+})
+
 t.test('S8 audit events for enrolment, verification and failures', async (t) => {
   await awayFromStepEdge()
   const { app, events } = await build(t)

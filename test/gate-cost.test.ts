@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
-import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode, type Built } from './helpers.js'
+import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode, type Built, type BuildOptions } from './helpers.js'
 import { startRedis } from './support/redis-servers.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -11,13 +11,13 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * returns the round trips it caused, split into the plugin's and the session store's
  * (commands a script runs show up with source 'lua': they are not round trips).
  */
-async function monitored (t: Test): Promise<Built & { during: (fn: () => Promise<void>) => Promise<{ plugin: string[][]; sessions: string[][] }> }> {
+async function monitored (t: Test, opts: BuildOptions = {}): Promise<Built & { during: (fn: () => Promise<void>) => Promise<{ plugin: string[][]; sessions: string[][] }> }> {
   await awayFromStepEdge()
   const server = await startRedis()
   t.teardown(() => server.stop())
   const redis = new Redis(server.url)
   t.teardown(() => redis.disconnect())
-  const built = await build(t, { redis })
+  const built = await build(t, { ...opts, redis })
   const monitor = await redis.monitor()
   t.teardown(() => monitor.disconnect())
   let seen: string[][] = []
@@ -36,13 +36,19 @@ async function monitored (t: Test): Promise<Built & { during: (fn: () => Promise
   return { ...built, during }
 }
 
-t.test('R3 the gate costs one Redis command per protected request (counted with MONITOR)', async (t) => {
-  const { app, during } = await monitored(t)
+t.test('R3 the gate reads along with the session: no command of its own, one script per protected request (counted with MONITOR)', async (t) => {
+  const { app, keyPrefix, during } = await monitored(t)
   const { agent } = await enrol(app, 'alice')
   const bob = new Agent(app)
   await bob.login('bob')
   const unverified = new Agent(app)
   await unverified.login('alice')
+  // each session's first gated request reads apart and names the session's user (see TotpSessionState)
+  const first = await during(async () => {
+    t.equal((await bob.get('/api/profile')).statusCode, 200)
+    t.equal((await unverified.get('/api/profile')).statusCode, 401)
+  })
+  t.equal(first.plugin.length, 2, 'a session that names no user yet: the gate reads apart, once')
 
   const N = 10
   const { plugin, sessions } = await during(async () => {
@@ -52,24 +58,54 @@ t.test('R3 the gate costs one Redis command per protected request (counted with 
       t.equal((await unverified.get('/api/profile')).statusCode, 401)
     }
   })
-  t.equal(plugin.length, 3 * N, `one plugin command per request (${plugin.length} for ${3 * N} requests)`)
-  t.ok(plugin.every((args) => args[0].toLowerCase() === 'evalsha'), 'each is the gate script')
-  t.ok(sessions.length >= 3 * N, 'the session store reads as the baseline does')
+  t.same(plugin, [], 'no plugin command at all')
+  const reads = sessions.filter((args) => /^evalsha$/i.test(args[0]))
+  t.equal(reads.length, 3 * N, 'one session read per request, a script (the session and its user\'s state)')
+  t.equal(sessions.filter((args) => /^get$/i.test(args[0])).length, 0, 'no plain GET of a session')
+  t.ok(sessions.every((args) => !args.some((a) => a.startsWith(keyPrefix) && !a.startsWith(`${keyPrefix}sess:`))), 'nor any user key named on the wire')
 })
 
-t.test('S3/S4 a code check is two plugin commands on standalone Redis: the gate\'s read, then consume or charge', async (t) => {
+t.test('R3 without a linked session store the gate costs one Redis command per protected request', async (t) => {
+  // sessions in memory: nothing to read along with
+  const { app, during } = await monitored(t, { sessions: 'memory' })
+  const { agent } = await enrol(app, 'alice')
+  const bob = new Agent(app)
+  await bob.login('bob')
+  const N = 10
+  const { plugin } = await during(async () => {
+    for (let i = 0; i < N; i++) {
+      t.equal((await agent.get('/api/profile')).statusCode, 200)
+      t.equal((await bob.get('/api/profile')).statusCode, 200)
+    }
+  })
+  t.equal(plugin.length, 2 * N, `one plugin command per request (${plugin.length} for ${2 * N} requests)`)
+  t.ok(plugin.every((args) => args[0].toLowerCase() === 'evalsha'), 'each is the gate script')
+})
+
+t.test('S3/S4 a code check: read along, one plugin command (consume, or charge, with the IP\'s budget); read apart, two', async (t) => {
   const { app, keyPrefix, during } = await monitored(t)
   const { secret } = await enrol(app, 'alice')
-  const agent = new Agent(app)
-  await agent.login('alice')
-  const verify = (code: string, status: number) => during(async () => {
+  const ipKey = `${keyPrefix}ip:127.0.0.1`
+  const verify = (agent: Agent, code: string, status: number) => during(async () => {
     t.equal((await agent.post('/totp/verify', { code })).statusCode, status)
   })
 
-  const wrong = (await verify(wrongCode(secret), 401)).plugin
+  // straight after sign-in: the session names no user yet, the gate's script reads apart
+  const direct = new Agent(app)
+  await direct.login('alice')
+  const wrong = (await verify(direct, wrongCode(secret), 401)).plugin
   t.equal(wrong.length, 2, 'a wrong code: the gate\'s read (user, settings, pending, IP) and one charge of user and IP')
-  t.ok(wrong.every((args) => args.includes(`${keyPrefix}ip:127.0.0.1`)), 'both touch the IP\'s counter')
-  const right = (await verify(codeFor(secret), 200)).plugin
-  t.equal(right.length, 2, 'a valid code: the gate\'s read and the consume script')
-  t.ok([...wrong, ...right].every((args) => /^eval(sha)?$/i.test(args[0])), 'all scripts (EVAL the first time on a connection)')
+  t.ok(wrong.every((args) => args.includes(ipKey)), 'both touch the IP\'s counter')
+
+  // the wrong code's answer saved the session naming its user: from now on the session read brings the state
+  const along = (await verify(direct, wrongCode(secret), 401)).plugin
+  t.equal(along.length, 1, 'read along: a wrong code is one command, the charge')
+  t.ok(along[0].includes(ipKey), 'which checks and charges the IP\'s budget')
+  const right = (await verify(direct, codeFor(secret), 200))
+  t.equal(right.plugin.length, 1, 'read along: a valid code is one command, the consume')
+  t.ok(right.plugin[0].includes(ipKey), 'which checks the IP\'s budget')
+  t.ok([...wrong, ...along, ...right.plugin].every((args) => /^eval(sha)?$/i.test(args[0])), 'all scripts (EVAL the first time on a connection)')
+  const writes = right.sessions.filter((args) => /^set$/i.test(args[0]))
+  t.equal(writes.length, 1, 'S5: the new session is written once (regenerate), not again on send')
+  t.equal(right.sessions.filter((args) => /^del$/i.test(args[0])).length, 1, 'and the old one deleted')
 })

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import fastifyCookie from '@fastify/cookie'
-import fastifySession from '@fastify/session'
+import fastifySession, { type SessionStore } from '@fastify/session'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import { Redis, type Cluster } from 'ioredis'
 import type { Test } from 'tap'
@@ -40,8 +40,8 @@ export interface BuildOptions {
   keyPrefix?: string
   users?: TotpUser[]
   plugin?: Partial<FastifyTotpOptions>
-  /** Where sessions live. @default 'redis' */
-  sessions?: 'redis' | 'memory'
+  /** Where sessions live: a RedisSessionStore on `redis`, @fastify/session's memory store, or this one (given the RedisSessionStore). @default 'redis' */
+  sessions?: 'redis' | 'memory' | ((redisStore: RedisSessionStore) => SessionStore)
   /** Where TOTP state lives. @default 'redis' */
   store?: 'redis' | 'memory'
   /** Milliseconds the Redis session store waits for Redis. @default the store's own (2000) */
@@ -71,12 +71,13 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
   const users = opts.users ?? USERS
   const events: Array<Record<string, unknown>> = []
   const app = Fastify({ logger: false })
+  const sessionStore = typeof opts.sessions === 'function' ? opts.sessions : (store: RedisSessionStore) => store
   await app.register(fastifyCookie)
   await app.register(fastifySession, {
     secret: SESSION_SECRET,
     cookie: { secure: false },
     saveUninitialized: false,
-    store: opts.sessions === 'memory' ? undefined : new RedisSessionStore({ client: redis, prefix: `${keyPrefix}sess:`, timeout: opts.sessionTimeout })
+    store: opts.sessions === 'memory' ? undefined : sessionStore(new RedisSessionStore({ client: redis, prefix: `${keyPrefix}sess:`, timeout: opts.sessionTimeout }))
   })
   const find = (tenant: string, id: string): TotpUser | null =>
     users.find((u) => u.id === id && (u.tenant ?? 'default') === tenant) ?? null

@@ -29,6 +29,9 @@ const aliceUnverified = new Agent(app)
 await aliceUnverified.login('alice')
 const bob = new Agent(app) // signed in, not enrolled, no roles
 await bob.login('bob')
+// each session's first gated request names its user in the session (see TotpSessionState), as
+// the sign-in flow's first page does: done before the baseline, so that it is no "change"
+for (const a of [aliceUnverified, bob]) await a.get('/totp/status')
 const EXISTING = new Set(USERS.map((u) => u.id))
 
 type Actor = 'anonymous' | 'tampered' | 'alice-unverified' | 'bob' | 'admin-verified'

@@ -1,3 +1,4 @@
+import { crc32 } from 'node:zlib'
 import t from 'tap'
 import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode } from './helpers.js'
 
@@ -88,6 +89,52 @@ t.test('S4 per-IP failure budget across users', async (t) => {
   await elsewhere.login('bob')
   t.equal((await elsewhere.post('/totp/verify', { code: codeFor(bob.secret) })).statusCode, 200, 'another IP is not refused')
   t.ok(events.some((e) => e.type === 'ip.locked'))
+})
+
+t.test('S4 per-IP budget read along with the session: a valid code is refused unconsumed, a wrong one charges no one', async (t) => {
+  await awayFromStepEdge()
+  const { app, redis, keyPrefix } = await build(t, { plugin: { ipLimit: { maxFailures: 3, windowSeconds: 60 } } })
+  const alice = await enrol(app, 'alice')
+  const bob = await enrol(app, 'bob')
+  const a1 = new Agent(app, '10.1.2.3'); await a1.login('alice')
+  const a2 = new Agent(app, '10.1.2.3'); await a2.login('bob')
+  // a gated page first, as the sign-in flow shows one: the sessions now name their user, and
+  // their next reads bring the user's state along, without the IP's budget (see consume.lua)
+  for (const a of [a1, a2]) t.equal((await a.get('/totp/status')).statusCode, 200)
+  for (const code of [wrongCode(alice.secret), wrongCode(alice.secret), wrongCode(alice.secret)]) {
+    t.equal((await a1.post('/totp/verify', { code })).statusCode, 401)
+  }
+  const failures = async (user: string): Promise<string | null> => redis.hget(`${keyPrefix}{default:${crc32(user) % 64}}u:${user}`, 'f')
+  t.equal(await failures('alice'), '3', 'the three failures charged alice')
+  const valid = codeFor(bob.secret)
+  const refused = await a2.post('/totp/verify', { code: valid })
+  t.equal(refused.statusCode, 429, 'the IP is out of budget: a valid code is refused')
+  t.ok(Number(refused.headers['retry-after']) > 50)
+  const wrong = await a1.post('/totp/verify', { code: wrongCode(alice.secret) })
+  t.equal(wrong.statusCode, 429, 'and a wrong one')
+  t.equal(await failures('alice'), '3', 'the refused wrong code charged alice nothing')
+  t.equal(await redis.get(`${keyPrefix}ip:10.1.2.3`), '3', 'nor the IP')
+  const elsewhere = new Agent(app, '10.4.5.6')
+  await elsewhere.login('bob')
+  t.equal((await elsewhere.post('/totp/verify', { code: valid })).statusCode, 200, 'the refused code was not consumed: it still verifies from another IP')
+})
+
+t.test('S4 per-IP budget read along with the session: setup confirmation is refused before checking the code', async (t) => {
+  await awayFromStepEdge()
+  const { app } = await build(t, { plugin: { ipLimit: { maxFailures: 2, windowSeconds: 60 } } })
+  const alice = await enrol(app, 'alice')
+  const carol = new Agent(app, '10.7.7.7')
+  await carol.login('carol')
+  const { secret } = (await carol.post('/totp/setup')).json()
+  const attacker = new Agent(app, '10.7.7.7')
+  await attacker.login('alice')
+  for (let i = 0; i < 2; i++) t.equal((await attacker.post('/totp/verify', { code: wrongCode(alice.secret) })).statusCode, 401)
+  // carol's session names her already (her setup went through the gate): the confirmation reads along
+  const refused = await carol.post('/totp/setup/confirm', { code: codeFor(secret) })
+  t.equal(refused.statusCode, 429, 'the IP is out of budget')
+  const elsewhere = new Agent(app, '10.8.8.8')
+  await elsewhere.login('carol')
+  t.equal((await elsewhere.post('/totp/setup/confirm', { code: codeFor(secret) })).statusCode, 200, 'the pending setup and the code are still good from another IP')
 })
 
 t.test('S4 only a first-factor session can reach a user\'s counter', async (t) => {

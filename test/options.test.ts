@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import { Redis } from 'ioredis'
-import totp, { type FastifyTotpOptions } from '../plugin/index.js'
+import totp, { MemoryTotpStore, type FastifyTotpOptions } from '../plugin/index.js'
 import { resolveOptions, DEFAULT_LOCKOUT } from '../plugin/options.js'
 import { REDIS_URL, SESSION_SECRET, KEY } from './helpers.js'
 
@@ -90,4 +90,40 @@ t.test('S8 an onEvent hook that throws or rejects is logged, not raised', async 
     await app.close()
   }
   t.equal(lines.filter((l) => l.includes('onEvent failed')).length, 2)
+})
+
+t.test('R3 getUser may answer at once or with a promise; one that throws or rejects fails the request, never passes it', async (t) => {
+  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  await store.setEnforced({ tenant: 'default', userId: 'u' }, true)
+  const cases: Array<[string, FastifyTotpOptions['getUser'], number]> = [
+    ['a user at once', () => ({ id: 'u', roles: [] }), 403],
+    ['a user by promise', async () => ({ id: 'u', roles: [] }), 403],
+    ['a thenable', () => ({ then: (resolve: (u: unknown) => void) => resolve({ id: 'u', roles: [] }) }) as never, 403],
+    ['nobody by promise', async () => null, 200],
+    ['a throw', () => { throw new Error('boom') }, 500],
+    ['a rejection', async () => { throw new Error('boom') }, 500]
+  ]
+  for (const [name, getUser, status] of cases) {
+    const app = Fastify()
+    await app.register(fastifyCookie)
+    await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
+    await app.register(totp, { getUser, store, encryptionKey: KEY })
+    app.get('/api', async () => ({ ok: true }))
+    t.equal((await app.inject('/api')).statusCode, status, `${name}: ${status} (the user is enforced without a secret: 403)`)
+    await app.close()
+  }
+})
+
+t.test('S6 a custom store that throws instead of rejecting fails closed with 503', async (t) => {
+  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  store.gate = () => { throw new Error('store broken') }
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
+  await app.register(totp, { getUser: () => ({ id: 'u', roles: [] }), store, encryptionKey: KEY })
+  app.get('/api', async () => ({ ok: true }))
+  t.teardown(() => app.close())
+  const res = await app.inject('/api')
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
 })

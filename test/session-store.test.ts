@@ -5,8 +5,8 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyRequest, type Session } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession, { type FastifySessionOptions } from '@fastify/session'
-import { Redis } from 'ioredis'
-import { RedisSessionStore, type RedisSessionStoreOptions } from '../plugin/stores/session-store.js'
+import { Cluster, Redis } from 'ioredis'
+import { RedisSessionStore, type RedisSessionStoreOptions, type SessionReadAlong } from '../plugin/stores/session-store.js'
 import { startRedis } from './support/redis-servers.js'
 
 type LightResponse = { cookies: { name: string, value: string }[] }
@@ -241,4 +241,53 @@ t.test('S6 Redis hung: 503 after the timeout, then service resumes by itself', a
   const after = await app.inject({ method: 'GET', url: '/session', cookies: { sessionId: cookie } })
   t.equal(after.statusCode, 200)
   t.equal(after.json().value, 'v', 'the session survived the hang')
+})
+
+t.test('link: fastify-totp reads along only on the store\'s own standalone client, for one reader', async (t) => {
+  const reader = (client: SessionReadAlong['client']): SessionReadAlong => ({ client, lua: 'return false', header: () => '', attach: () => {} })
+  const other = new Redis(6379, '127.0.0.1', { lazyConnect: true })
+  const cluster = new Cluster([{ host: '127.0.0.1', port: 6379 }], { lazyConnect: true })
+  t.teardown(() => { other.disconnect(); cluster.disconnect() })
+  t.equal(new RedisSessionStore({ client: shared }).link(reader(other)), false, 'another client: its keys may live elsewhere')
+  t.equal(new RedisSessionStore({ client: cluster }).link(reader(cluster)), false, 'a cluster: the session and the user live in different slots')
+  const store = new RedisSessionStore({ client: shared })
+  const first = reader(shared)
+  t.equal(store.link(first), true)
+  t.equal(store.link(first), true, 'linking again is fine')
+  t.equal(store.link(reader(shared)), false, 'a second reader is refused')
+})
+
+t.test('a value stored with a read-along header is read back by a store that is not linked', async (t) => {
+  const prefix = uniquePrefix(t)
+  const app = await build(t, { client: shared, prefix })
+  const write = await app.inject({ method: 'POST', url: '/session', payload: { value: 'hello' } })
+  const { id } = write.json()
+  const json = (await shared.get(prefix + id))!
+  await shared.set(prefix + id, `!c\tu-key\tt-key\tp-key\n${json}`)
+  const read = await app.inject({ method: 'GET', url: '/session', cookies: { sessionId: sessionCookie(write)! } })
+  t.same(read.json(), { id, value: 'hello' })
+})
+
+t.test('a session saved again unchanged in the same request is written once (regenerate, then the save on send)', async (t) => {
+  const prefix = uniquePrefix(t)
+  const client = new Redis(6379, '127.0.0.1')
+  t.teardown(() => client.disconnect())
+  const app = await build(t, { client, prefix })
+  app.post('/session/regenerate-and-change', async (request) => {
+    await request.session.regenerate(['value'])
+    bag(request).value = 'changed'
+    return { id: request.session.sessionId }
+  })
+  const write = await app.inject({ method: 'POST', url: '/session', payload: { value: 'kept' } })
+  const cookies = { sessionId: sessionCookie(write)! }
+  const writes: string[] = []
+  const set = client.set.bind(client) as (...args: unknown[]) => Promise<unknown>
+  ;(client as unknown as { set: (...args: unknown[]) => Promise<unknown> }).set = (...args) => { writes.push(String(args[0])); return set(...args) }
+
+  const same = await app.inject({ method: 'POST', url: '/session/regenerate', payload: { keep: ['value'] }, cookies })
+  t.same(writes, [prefix + same.json().id], 'one write of the new session')
+  writes.length = 0
+  const changed = await app.inject({ method: 'POST', url: '/session/regenerate-and-change', cookies: { sessionId: sessionCookie(same)! } })
+  t.same(writes, [prefix + changed.json().id, prefix + changed.json().id], 'changed after regenerate: written again')
+  t.equal(JSON.parse((await client.get(prefix + changed.json().id))!).value, 'changed')
 })

@@ -154,6 +154,30 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.equal((await open.check(u, ip)).ipBlockedMs, 0)
   })
 
+  t.test(`${name}: S4 an IP over its budget: consume with it refuses unconsumed, failAttempt charges no one`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    const other = ref()
+    const ip = `10.3.${n++ % 250}.${process.pid % 250}`
+    await s.startSetup(u, 'sealed-u', 60_000)
+    await s.confirmSetup(u, 'sealed-u', 7)
+    t.same(await s.consume(u, 8, 'session-a', ip), { ok: true, gen: 1 }, 'within its budget the IP changes nothing')
+    for (let i = 0; i < 4; i++) await s.failIp(ip)
+    const refused = await s.consume(u, 9, 'session-a', ip)
+    t.match(refused, { ok: false, reason: 'ip-locked' })
+    t.ok(refused.ok === false && refused.reason === 'ip-locked' && refused.retryAfterMs > 59_000, 'with the time left')
+    t.equal((await s.load(u)).lastStep, 8, 'the step was not consumed')
+    t.same(await s.consume(u, 9, 'session-a'), { ok: true, gen: 1 }, 'without the IP (its budget read by the caller) it consumes')
+    const charged = await s.failAttempt(other, ip)
+    t.match(charged, { user: { ok: false, reason: 'ip-locked' }, ipBlockedMs: 0 })
+    t.same(await s.load(other), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 0, consumer: null }, 'the user was not charged')
+    const open = await make({ ...POLICY, ip: null })
+    const v = ref()
+    await open.startSetup(v, 'sealed-v', 60_000)
+    await open.confirmSetup(v, 'sealed-v', 7)
+    t.same(await open.consume(v, 8, '', ip), { ok: true, gen: 1 }, 'no IP budget when off')
+  })
+
   t.test(`${name}: R4 revoke deletes secret, pending setup, replay and lock state at once and bumps the generation`, async (t) => {
     const s = await make(POLICY)
     const u = ref()

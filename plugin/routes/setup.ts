@@ -33,7 +33,7 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowSetupRequired: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    const { sealed, timeStep } = await checkCode(ctx, request, reply, ref, 'setup.failed', (st) => {
+    const { sealed, timeStep } = await checkCode(ctx, request, reply, ref, 'setup.failed', false, (st) => {
       if (st.sealed !== null) throw new TotpAlreadyEnabledError()
       if (st.pending === null) throw new TotpNoPendingSetupError()
       return { sealed: st.pending, afterTimeStep: st.lastStep }

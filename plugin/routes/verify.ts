@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { TotpNotEnabledError } from '../errors.js'
-import { checkCode, consumerToken, failure, guarded, lockedUntilIso, markVerified, requireUser, type TotpContext } from '../context.js'
+import { checkCode, consumerToken, failure, guarded, locked, lockedUntilIso, markVerified, requireUser, type TotpContext } from '../context.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
 /** GET /status and POST /verify: the routes a gated session may call before its code. */
@@ -26,14 +26,16 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   }, async (request, reply) => {
     const { ref } = requireUser(request)
     const consumer = consumerToken(request)
-    const { timeStep } = await checkCode(ctx, request, reply, ref, 'verify.failed', (st) => {
+    const { timeStep, ip } = await checkCode(ctx, request, reply, ref, 'verify.failed', true, (st) => {
       if (st.sealed === null) throw new TotpNotEnabledError()
       // this session consumed the last step but may never have heard so: the same code completes it
       return { sealed: st.sealed, afterTimeStep: st.consumer === consumer ? st.lastStep - 1 : st.lastStep }
     })
-    const r = await guarded(ctx.store.consume(ref, timeStep, consumer))
+    // the IP's budget, when the gate's read did not bring it, is checked with the consume
+    const r = await guarded(ctx.store.consume(ref, timeStep, consumer, ip))
     if (!r.ok) {
       if (r.reason === 'not-enabled') throw new TotpNotEnabledError()
+      if (r.reason === 'ip-locked') locked(reply, r.retryAfterMs)
       // lost the race for this time step: a reused code, already charged by the script
       return failure(ctx, request, reply, ref, 'verify.failed', r)
     }

@@ -86,7 +86,9 @@ export class MemoryTotpStore implements TotpStore {
     return { ok: true, gen: ++row.g }
   }
 
-  async consume (ref: UserRef, timeStep: number, consumer = ''): Promise<AttemptResult> {
+  async consume (ref: UserRef, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+    const ipLeft = ip === undefined ? 0 : this.ipBlockedNow(ip)
+    if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
     const now = Date.now()
     const row = this.row(ref)
     const left = this.lockLeft(row, now)
@@ -116,6 +118,8 @@ export class MemoryTotpStore implements TotpStore {
   }
 
   async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
+    const ipLeft = this.ipBlockedNow(ip)
+    if (ipLeft > 0) return { user: { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }, ipBlockedMs: 0 }
     const ipBlockedMs = this.failIpNow(ip)
     return { user: this.failNow(ref), ipBlockedMs }
   }

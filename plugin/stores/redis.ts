@@ -3,7 +3,9 @@ import type { Cluster, Redis, Result } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { DEFAULT_KEY_PREFIX, DEFAULT_SETTINGS_SHARDS, DEFAULT_TIMEOUT } from '../options.js'
 import { KeyLayout } from './keys.js'
-import type { AttemptResult, CheckState, FailureResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
+import type { TotpSessionState } from '../augment.js'
+import type { SessionReadAlong } from './session-store.js'
+import type { AttemptResult, CheckState, ReadAlong, FailureResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
 
 type Reply = Array<number | string>
 
@@ -14,7 +16,8 @@ declare module 'ioredis' {
     totpCheck(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     totpSetup(user: string, pending: string, sealed: string, ttlMs: number): Result<number, Context>
     totpConfirm(user: string, pending: string, sealed: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
-    totpConsume(user: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
+    /** KEYS: user[, ip] (numkeys first). */
+    totpConsume(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     totpFail(user: string, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
     totpIpFail(ip: string, windowMs: number, max: number): Result<number, Context>
     totpIpCheck(ip: string, max: number): Result<number, Context>
@@ -24,21 +27,23 @@ declare module 'ioredis' {
 }
 
 const lua = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
-const LIB = lua('lib')
-// keys null: the caller passes the number of keys first
-const SCRIPTS: Record<string, { keys: number | null; file: string; lib: boolean }> = {
-  totpGate: { keys: 2, file: 'gate', lib: false },
-  totpCheck: { keys: null, file: 'check', lib: true },
-  totpSetup: { keys: 2, file: 'setup', lib: false },
-  totpConfirm: { keys: 2, file: 'confirm', lib: true },
-  totpConsume: { keys: 1, file: 'consume', lib: true },
-  totpFail: { keys: 1, file: 'fail', lib: true },
-  totpIpFail: { keys: 1, file: 'ipfail', lib: true },
-  totpIpCheck: { keys: 1, file: 'ipcheck', lib: true },
-  totpFailBoth: { keys: 2, file: 'failboth', lib: true },
-  totpRevoke: { keys: 2, file: 'revoke', lib: false }
+// keys null: the caller passes the number of keys first; uses: shared files prepended (lib, read)
+const SCRIPTS: Record<string, { keys: number | null; file: string; uses: string[] }> = {
+  totpGate: { keys: 2, file: 'gate', uses: ['read'] },
+  totpCheck: { keys: null, file: 'check', uses: ['lib', 'read'] },
+  totpSetup: { keys: 2, file: 'setup', uses: [] },
+  totpConfirm: { keys: 2, file: 'confirm', uses: ['lib'] },
+  totpConsume: { keys: null, file: 'consume', uses: ['lib'] },
+  totpFail: { keys: 1, file: 'fail', uses: ['lib'] },
+  totpIpFail: { keys: 1, file: 'ipfail', uses: ['lib'] },
+  totpIpCheck: { keys: 1, file: 'ipcheck', uses: ['lib'] },
+  totpFailBoth: { keys: 2, file: 'failboth', uses: ['lib'] },
+  totpRevoke: { keys: 2, file: 'revoke', uses: [] }
 }
-const SOURCES = Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, (s.lib ? LIB + '\n' : '') + lua(s.file)]))
+const source = (file: string, uses: string[]): string => [...uses, file].map(lua).join('\n')
+const SOURCES = Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, source(s.file, s.uses)]))
+/** RedisSessionStore's read of a session with its user's gate state (see session.lua). */
+export const SESSION_READ_LUA = source('session', ['lib', 'read'])
 
 export interface RedisTotpStoreOptions extends StorePolicy {
   client: Redis | Cluster
@@ -54,6 +59,7 @@ export interface RedisTotpStoreOptions extends StorePolicy {
 export function attemptResult (r: Reply): AttemptResult {
   switch (Number(r[0])) {
     case 1: return { ok: true, gen: Number(r[1]) }
+    case 6: return { ok: false, reason: 'ip-locked', retryAfterMs: Number(r[1]) }
     case 0: return { ok: false, reason: 'locked', retryAfterMs: Number(r[1]) }
     case 2: return { ok: false, reason: 'failed', failures: Number(r[1]), lockedForMs: Number(r[2]) }
     case 3: return { ok: false, reason: 'already-enabled' }
@@ -62,12 +68,33 @@ export function attemptResult (r: Reply): AttemptResult {
   }
 }
 
-const gateState = (r: Reply): GateState =>
-  ({ enabled: r[0] === 1, enforced: r[1] === 1, gen: Number(r[2]), lockedUntil: Number(r[3]), enforceAll: r[4] === 1 })
+// read.lua's fields, from offset o of a reply
+const gateState = (r: Reply, o = 0): GateState =>
+  ({ enabled: r[o] === 1, enforced: r[o + 1] === 1, gen: Number(r[o + 2]), lockedUntil: Number(r[o + 3]), enforceAll: r[o + 4] === 1 })
 
-// check.lua's reply after the gate's five fields
-const secretState = (r: Reply): SecretState =>
-  ({ sealed: (r[5] as string) || null, pending: (r[6] as string) || null, lastStep: Number(r[7]), lockedForMs: Number(r[8]), gen: Number(r[2]), consumer: (r[9] as string) || null })
+// read_check's fields after the gate's five
+const secretState = (r: Reply, o = 0): SecretState =>
+  ({ sealed: (r[o + 5] as string) || null, pending: (r[o + 6] as string) || null, lastStep: Number(r[o + 7]), lockedForMs: Number(r[o + 8]), gen: Number(r[o + 2]), consumer: (r[o + 9] as string) || null })
+
+// Where a session holds what was read along with it: on its `totp` mark, under a symbol, so
+// that neither the session's JSON nor a log of it carries it.
+const READ_ALONG = Symbol('fastify-totp read along')
+interface ReadAlongReply { owner: RedisTotpStore; reply: Reply }
+
+/**
+ * The header line a linked RedisSessionStore writes before a session's JSON (see session.lua):
+ * the keys of the user the session's `totp` mark names, and 'g' (a verified session: the gate's
+ * fields) or 'c' (also what checking a code needs). '' when the mark names no user.
+ */
+export function readAlongHeader (keys: KeyLayout, mark: TotpSessionState | undefined | null): string {
+  if (mark === undefined || mark === null || typeof mark.u !== 'string' || typeof mark.t !== 'string') return ''
+  const ref = { tenant: mark.t, userId: mark.u }
+  const tag = keys.userTag(ref)
+  const names = [keys.user(ref, tag), keys.settingsFor(ref, tag), keys.pending(ref, tag)]
+  // a key prefix with a tab or a newline cannot be named in the header: read apart
+  if (names.some((key) => /[\t\n]/.test(key))) return ''
+  return `!${typeof mark.g === 'number' ? 'g' : 'c'}\t${names.join('\t')}\n`
+}
 
 /** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */
 export class RedisTotpStore implements TotpStore {
@@ -100,6 +127,39 @@ export class RedisTotpStore implements TotpStore {
         (err) => { clearTimeout(timer); reject(new StoreUnavailable(`Redis error: ${(err as Error).message}`, { cause: err })) }
       )
     })
+  }
+
+  /**
+   * What a RedisSessionStore on the same standalone client runs instead of GET: the session
+   * named by `session.totp` also gets its user's gate state (and, until verified, what checking
+   * a code needs). Null on a cluster, where the session and the user live in different slots.
+   */
+  sessionReader (): SessionReadAlong | null {
+    if (!this.standalone) return null
+    return this.reader ??= {
+      client: this.client,
+      lua: SESSION_READ_LUA,
+      header: (session) => readAlongHeader(this.keys, session.totp),
+      attach: (session, extra) => {
+        const mark = session.totp
+        if (mark === null || typeof mark !== 'object') return
+        const along: ReadAlongReply = { owner: this, reply: extra as Reply }
+        Object.defineProperty(mark, READ_ALONG, { value: along, configurable: true })
+      }
+    }
+  }
+
+  private reader: SessionReadAlong | undefined
+
+  readAlong (ref: UserRef, session: { totp?: unknown } | null | undefined, check: boolean): ReadAlong | null {
+    const mark = session?.totp
+    if (mark === null || typeof mark !== 'object') return null
+    const along = (mark as { [READ_ALONG]?: ReadAlongReply })[READ_ALONG]
+    // read by another store, or for another user (the app changed the session's user since)
+    if (along === undefined || along.owner !== this || along.reply[0] !== this.keys.user(ref)) return null
+    const r = along.reply
+    if (r.length > 6) return { gate: gateState(r, 1), secret: secretState(r, 1) }
+    return check ? null : { gate: gateState(r, 1), secret: null }
   }
 
   async gate (ref: UserRef): Promise<GateState> {
@@ -140,9 +200,15 @@ export class RedisTotpStore implements TotpStore {
     return attemptResult(await this.run(this.client.totpConfirm(this.keys.user(ref), this.keys.pending(ref), sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer)))
   }
 
-  async consume (ref: UserRef, timeStep: number, consumer = ''): Promise<AttemptResult> {
-    const { lock } = this.policy
-    return attemptResult(await this.run(this.client.totpConsume(this.keys.user(ref), timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer)))
+  async consume (ref: UserRef, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+    const { lock, ip: ipPolicy } = this.policy
+    const args = [timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer]
+    if (ip === undefined || ipPolicy === null) return attemptResult(await this.run(this.client.totpConsume(1, this.keys.user(ref), ...args)))
+    if (this.standalone) return attemptResult(await this.run(this.client.totpConsume(2, this.keys.user(ref), this.keys.ip(ip), ...args, ipPolicy.maxFailures)))
+    // a cluster keeps the IP's counter in another slot: read it first
+    const ipLeft = await this.ipBlocked(ip)
+    if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
+    return attemptResult(await this.run(this.client.totpConsume(1, this.keys.user(ref), ...args)))
   }
 
   async fail (ref: UserRef): Promise<AttemptResult> {
@@ -162,7 +228,11 @@ export class RedisTotpStore implements TotpStore {
 
   async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
     const { lock, ip: ipPolicy } = this.policy
-    if (ipPolicy === null || !this.standalone) {
+    if (ipPolicy === null) return { user: await this.fail(ref), ipBlockedMs: 0 }
+    if (!this.standalone) {
+      // a cluster keeps the IP's counter in another slot: read it first
+      const ipLeft = await this.ipBlocked(ip)
+      if (ipLeft > 0) return { user: { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }, ipBlockedMs: 0 }
       const [user, ipBlockedMs] = await Promise.all([this.fail(ref), this.failIp(ip)])
       return { user, ipBlockedMs }
     }

@@ -1,6 +1,6 @@
 import type { Session } from 'fastify'
 import type { SessionStore } from '@fastify/session'
-import type { Cluster, Redis } from 'ioredis'
+import type { Cluster, Redis, Result } from 'ioredis'
 // Fail closed: a session that cannot be read or written is a 503, never a 500 nor a pass.
 import { TotpUnavailableError } from '../errors.js'
 
@@ -34,15 +34,55 @@ export interface RedisSessionStoreOptions {
 type Done<T> = (err: Error | null, value?: T) => void
 
 /**
+ * What fastify-totp reads along with each session, so that its gate costs no round trip of
+ * its own. Internal: the plugin links itself (`link`) when the session store and the plugin
+ * share one standalone ioredis client.
+ */
+export interface SessionReadAlong {
+  /** The client the reader's keys live on: only the store's own client, standalone, links. */
+  readonly client: Redis | Cluster
+  /** Lua run instead of GET (KEYS[1]: the session key); answers nil, `{ value }` or `{ json, ...extra }`. */
+  readonly lua: string
+  /** The header line (`!...\n`) stored before this session's JSON, naming what to read along; '' for none. */
+  header(session: Session): string
+  /** Hands what was read along (the reply after the JSON) to the parsed session. */
+  attach(session: Session, extra: unknown[]): void
+}
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    totpSessionRead(key: string): Result<string[] | null, Context>
+  }
+}
+
+const HEADER = 33 // '!'
+// What a session object was last written as (id and value), on the object itself: symbol keys
+// stay out of its JSON, its hash and its copies. An unchanged one is not written again.
+const WRITTEN = Symbol('fastify-totp session written')
+type Written = Session & { [WRITTEN]?: string }
+/** The session JSON of a stored value (past the read-along header, when it has one: '!' ... '\n'). */
+export const storedJson = (value: string): string => {
+  if (value.charCodeAt(0) !== HEADER) return value
+  const nl = value.indexOf('\n')
+  return nl < 0 ? value : value.slice(nl + 1)
+}
+
+/**
  * A session store for `@fastify/session` on ioredis: one command per operation
- * (`SET key json PX ttl`, `GET`, `DEL`), JSON values, keys `<prefix><sessionId>`.
+ * (`SET key value PX ttl`, `GET`, `DEL`), JSON values, keys `<prefix><sessionId>`.
  * Values go through JSON, so session fields must be JSON-safe (a `Date` comes back as a string).
+ *
+ * Shared with fastify-totp on one standalone client, the store also reads the session's user's
+ * gate state in the same command (a script instead of GET): such values start with a header
+ * line naming the user's keys. A session object saved again unchanged in the same request
+ * (`regenerate()` then the save on send) is not written twice.
  */
 export class RedisSessionStore implements SessionStore {
   readonly #client: Redis | Cluster
   readonly #prefix: string
   readonly #ttlMs: number
   readonly #timeout: number
+  #readAlong: SessionReadAlong | null = null
 
   constructor (opts: RedisSessionStoreOptions) {
     if (!opts || typeof opts.client?.get !== 'function') {
@@ -60,34 +100,67 @@ export class RedisSessionStore implements SessionStore {
     this.#timeout = timeout
   }
 
+  /**
+   * @internal Called by fastify-totp: reads `reader`'s state along with every session. Links only
+   * to the store's own client on standalone Redis (a cluster keeps sessions and users in different
+   * slots), and to one reader; returns whether it is linked to this one.
+   */
+  link (reader: SessionReadAlong): boolean {
+    if (this.#readAlong !== null) return this.#readAlong === reader
+    if (reader.client !== this.#client || this.#client.isCluster) return false
+    if (typeof this.#client.totpSessionRead !== 'function') {
+      this.#client.defineCommand('totpSessionRead', { numberOfKeys: 1, lua: reader.lua })
+    }
+    this.#readAlong = reader
+    return true
+  }
+
   set (sessionId: string, session: Session, callback: (err?: unknown) => void): void {
     const key = this.#prefix + sessionId
     const ttl = this.#ttlFor(session)
-    const command: Promise<unknown> = ttl > 0
-      ? this.#client.set(key, JSON.stringify(session), 'PX', ttl)
-      : this.#client.del(key)
-    this.#answer(command, (err) => callback(err ?? undefined))
+    if (ttl <= 0) {
+      delete (session as Written)[WRITTEN]
+      this.#answer(this.#client.del(key), (err) => callback(err ?? undefined))
+      return
+    }
+    const value = (this.#readAlong?.header(session) ?? '') + JSON.stringify(session)
+    const written = sessionId + '\n' + value
+    if ((session as Written)[WRITTEN] === written) {
+      callback()
+      return
+    }
+    this.#answer(this.#client.set(key, value, 'PX', ttl), (err) => {
+      if (err === null) (session as Written)[WRITTEN] = written
+      callback(err ?? undefined)
+    })
   }
 
   get (sessionId: string, callback: (err: unknown, result?: Session | null) => void): void {
-    this.#answer(this.#client.get(this.#prefix + sessionId), (err, value) => {
+    const key = this.#prefix + sessionId
+    const reader = this.#readAlong
+    if (reader === null) {
+      this.#answer(this.#client.get(key), (err, value) => {
+        if (err) callback(err)
+        else callback(null, value == null ? null : parse(storedJson(value)))
+      })
+      return
+    }
+    this.#answer(this.#client.totpSessionRead(key), (err, reply) => {
       if (err) {
         callback(err)
         return
       }
-      if (value == null) {
+      if (reply == null) {
         callback(null, null)
         return
       }
-      let session: Session
-      try {
-        session = JSON.parse(value)
-      } catch {
-        // A value this store did not write is no session: the request starts a new one.
-        callback(null, null)
+      if (reply.length === 1) {
+        callback(null, parse(storedJson(reply[0])))
         return
       }
-      callback(null, session !== null && typeof session === 'object' ? session : null)
+      const session = parse(storedJson(reply[0]))
+      if (session !== null) reader.attach(session, reply.slice(1))
+      callback(null, session)
     })
   }
 
@@ -123,4 +196,15 @@ export class RedisSessionStore implements SessionStore {
       done(new TotpUnavailableError({ cause: err }))
     })
   }
+}
+
+// A value this store did not write is no session: the request starts a new one.
+function parse (json: string): Session | null {
+  let session: unknown
+  try {
+    session = JSON.parse(json)
+  } catch {
+    return null
+  }
+  return session !== null && typeof session === 'object' ? session as Session : null
 }

@@ -1,4 +1,5 @@
 import type { IpPolicy, LockPolicy } from '../options.js'
+import type { SessionReadAlong } from './session-store.js'
 
 /** Who a record belongs to: every key and check is per tenant. */
 export interface UserRef { tenant: string; userId: string }
@@ -41,6 +42,13 @@ export interface CheckState {
   ipBlockedMs: number
 }
 
+/** The user's state as a linked session store read it along with the session (see `readAlong`). */
+export interface ReadAlong {
+  gate: GateState
+  /** What checking a code needs: read along until the session is verified, else null. */
+  secret: SecretState | null
+}
+
 /** A wrong code charged to the user and to the IP at once. */
 export interface FailureResult {
   user: AttemptResult
@@ -52,6 +60,8 @@ export type AttemptResult =
   | { ok: true; gen: number }
   /** Locked: the attempt was not charged nor checked. */
   | { ok: false; reason: 'locked'; retryAfterMs: number }
+  /** The IP is over its failure budget: nothing was consumed nor charged. */
+  | { ok: false; reason: 'ip-locked'; retryAfterMs: number }
   /** Wrong or reused code: charged; `lockedForMs` > 0 when this failure set a lock. */
   | { ok: false; reason: 'failed'; failures: number; lockedForMs: number }
   | { ok: false; reason: 'not-enabled' | 'already-enabled' | 'no-pending' }
@@ -78,15 +88,20 @@ export interface TotpStore {
    * Consumes a time step: succeeds only if it is newer than the last accepted one — or if it is
    * the last accepted one and `consumer` (a token of the session) consumed it: the same session
    * retrying a verification whose answer it never got (timeout, 503), not a replay.
+   * With `ip` (its budget not read yet), refuses with 'ip-locked' while that IP is over its budget,
+   * atomically with the consume where the backend can (memory, standalone Redis).
    */
-  consume(ref: UserRef, timeStep: number, consumer?: string): Promise<AttemptResult>
+  consume(ref: UserRef, timeStep: number, consumer?: string, ip?: string): Promise<AttemptResult>
   /** Charges a failure (wrong or reused code). */
   fail(ref: UserRef): Promise<AttemptResult>
   /** Milliseconds this IP is still refused for; 0 when within its budget. */
   ipBlocked(ip: string): Promise<number>
   /** Charges a failure to an IP; returns ms refused for when the budget is now spent, else 0. */
   failIp(ip: string): Promise<number>
-  /** `fail` and `failIp` at once: a wrong code. */
+  /**
+   * `fail` and `failIp` at once: a wrong code. An IP already over its budget is charged no
+   * further, nor is the user: the answer is `{ user: 'ip-locked', ipBlockedMs: 0 }`.
+   */
   failAttempt(ref: UserRef, ip: string): Promise<FailureResult>
   /** Deletes secret, pending setup, replay and lock state at once; returns whether a secret or setup existed. */
   revoke(ref: UserRef): Promise<boolean>
@@ -94,4 +109,15 @@ export interface TotpStore {
   getSettings(tenant: string): Promise<TenantSettings>
   setSettings(tenant: string, settings: TenantSettings): Promise<void>
   close?(): Promise<void>
+  /**
+   * What a `RedisSessionStore` can read along with each session (one command for the session
+   * and the gate); null or absent when this store cannot share the session's command.
+   */
+  sessionReader?(): SessionReadAlong | null
+  /**
+   * The state read along with this request's session for `ref`; null when none was, or it was
+   * read for another user or store, or `check` asks for the secrets and only the gate's was read.
+   * Synchronous: no store call.
+   */
+  readAlong?(ref: UserRef, session: { totp?: unknown } | null | undefined, check: boolean): ReadAlong | null
 }

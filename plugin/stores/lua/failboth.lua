@@ -1,6 +1,9 @@
 -- A wrong code on standalone Redis: charges the user and the IP in one command.
 -- KEYS: user hash, ip counter. ARGV: free, lock ms, max lock ms, ip window ms, ip max failures.
--- Returns the user's attempt result (as fail.lua) with the IP's refusal (ms, or 0) appended.
+-- Returns the user's attempt result (as fail.lua) with the IP's refusal (ms, or 0) appended;
+-- an IP already over its budget is charged no further, nor is the user: { 6, ms, 0, 0 }.
+local blocked = ip_left(KEYS[2], ARGV[5])
+if blocked > 0 then return { 6, blocked, 0, 0 } end
 local now = now_ms()
 local ip = ip_charge(KEYS[2], ARGV[4], ARGV[5])
 local left = lock_left(KEYS[1], now)
