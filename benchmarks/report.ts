@@ -13,9 +13,11 @@ export interface ScenarioReport {
   statuses: Record<string, number>
   expected: Record<number, string>
   unexpected: Record<string, number>
-  /** Throughput over the baseline's (session-only), whatever the target. */
+  /** Throughput over the baseline's measured around this scenario's runs (see baselineAround), whatever the target. */
   ratio: number
-  /** req/s and ratio of each interleaved round, to show the noise. */
+  /** req/s of the baseline (session-only) in the half-length runs just before and after each of this scenario's; null for the baseline itself. */
+  baselineAround: number | null
+  /** req/s of each round, and its ratio to the baseline runs around it, to show the noise. */
   rounds: Array<{ rps: number, ratio: number }>
   target: { of: ScenarioName, min: number } | null
   met: boolean | null
@@ -69,10 +71,11 @@ const verdict = (met: boolean | null): string => met === null ? '' : met ? 'yes'
 
 /** The one table, as Markdown (readable in a terminal, pasteable into the README). */
 export function renderTable (r: BenchReport): string {
-  const head = ['scenario', 'req/s', '× session-only', 'target', 'met', 'p50 ms', 'p99 ms', 'answers (status×count)', 'Redis cmds / req', 'round trips / req', 'app CPU µs / req', 'Redis CPU µs / req']
+  const head = ['scenario', 'req/s', 'session-only around', '× session-only', 'target', 'met', 'p50 ms', 'p99 ms', 'answers (status×count)', 'Redis cmds / req', 'round trips / req', 'app CPU µs / req', 'Redis CPU µs / req']
   const rows: string[][] = r.scenarios.map((s) => [
     s.name,
     fmt(s.rps),
+    s.baselineAround === null ? '' : fmt(s.baselineAround),
     s.ratio.toFixed(2),
     targetText(s),
     verdict(s.met),
@@ -87,15 +90,16 @@ export function renderTable (r: BenchReport): string {
   rows.push([
     'core',
     `${fmt(r.core.verifyOps)} verifies/s`,
+    `raw ${fmt(r.core.rawOps)}/s`,
     `${r.core.ratio.toFixed(2)} × raw`,
     `≥ ${r.core.target.toFixed(2)} × raw`,
     verdict(r.core.met),
     '', '',
-    `raw HMAC loop ${fmt(r.core.rawOps)}/s`,
+    '',
     '', '', '', ''
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => i === 0 || i === 3 || i === 7 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(' | ')} |`
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => i === 0 || i === 4 || i === 8 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(' | ')} |`
   const rule = `|${widths.map((w, i) => i === 0 || i === 3 || i === 7 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`).join('|')}|`
   return [line(head), rule, ...rows.map(line)].join('\n')
 }
@@ -108,8 +112,8 @@ export function renderNotes (r: BenchReport): string {
     .map((s) => `${s.name}: ${Object.entries(s.expected).map(([c, what]) => `${c} = ${what}`).join(', ')}`)
   const lines = [
     `${m.cores} cores (${m.cpu}), Node ${m.node}, Redis ${m.redis} (${r.config.redis}); ${r.date}.`,
-    `autocannon in the runner process, the app in a child process (ioredis ${r.config.autoPipelining ? 'with' : 'without'} auto-pipelining); ${r.config.connections} connections, pipelining ${r.config.pipelining}; ${r.config.warmupSeconds} s warm-up, then ${r.config.seconds} s per scenario in ${r.config.rounds} interleaved rounds, each starting one scenario further on. Ratio per round: ${r.scenarios.filter((s) => s.target !== null).map((s) => `${s.name} ${s.rounds.map((x) => x.ratio.toFixed(2)).join('/')}`).join(', ')}.`,
-    'Fair comparison: session-only, gate and gate-plain run in the same process, behind the same @fastify/session registration, RedisSessionStore and Redis client, with the same handler; session-only and gate send the very same cookies (verified sessions of enrolled users); fastify-totp is registered in a child scope that holds only the /app routes.',
+    `autocannon in the runner process, the app in a child process (ioredis ${r.config.autoPipelining ? 'with' : 'without'} auto-pipelining); ${r.config.connections} connections, pipelining ${r.config.pipelining}; ${r.config.warmupSeconds} s warm-up, then ${r.config.seconds} s per scenario in ${r.config.rounds} rounds; in each round every scenario runs once between two half-length runs of session-only, and its ratio is to those (the "session-only around" column); each round starts one scenario further on. Ratio per round: ${r.scenarios.filter((s) => s.target !== null).map((s) => `${s.name} ${s.rounds.map((x) => x.ratio.toFixed(2)).join('/')}`).join(', ')}.`,
+    'Fair comparison: session-only, gate and gate-plain run in the same process, with the same @fastify/session options, RedisSessionStore class, Redis client and handler (each scope its own store instance: the plugin links the /app one to read the gate\'s state along with the session); session-only and gate send the very same cookies (verified sessions of enrolled users); fastify-totp is registered in a child scope that holds only the /app routes.',
     `Seeding: ${fmt(r.seeding.enrolledUsers)} enrolled users and ${fmt(r.seeding.sessions)} sessions (${fmt(r.seeding.commands)} Redis writes, pipelined) in ${(r.seeding.ms / 1000).toFixed(2)} s.`,
     `Redis memory per enrolled user: ${fmt(r.memory.bytesPerUser)} bytes (MEMORY USAGE of every key a user owns, ${r.memory.keysPerUser.toFixed(2)} keys/user, ${fmt(r.memory.sampledUsers)} users sampled, min ${r.memory.min}, max ${r.memory.max}; target ≤ ${r.memory.target}: ${r.memory.met ? 'met' : 'MISSED'}). A session (the app's, not the plugin's) takes ${fmt(r.memory.sessionBytes)} bytes.`,
     `Flood: ${fmt(r.flood.users)} users attacked (warm-up included), ${fmt(r.flood.lockedUsers)} of them locked after their free failures, ${r.flood.consumedSteps} time steps consumed, ${r.flood.verifiedSessions} verified sessions of theirs among ${fmt(r.flood.sessionsScanned)} sessions scanned.`,

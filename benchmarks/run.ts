@@ -36,8 +36,8 @@ const num = (name: string, def: number): number => {
   return n
 }
 
-const SECONDS = num('seconds', 20)
-const ROUNDS = Math.round(num('rounds', 10))
+const SECONDS = num('seconds', 14)
+const ROUNDS = Math.round(num('rounds', 7))
 const AUTO_PIPELINING = flag('autopipelining')
 const WARMUP = num('warmup', 2)
 const CONNECTIONS = num('connections', 50)
@@ -141,8 +141,10 @@ try {
     child.send({ type: 'counters' })
   })
 
-  // --- scenarios: a warm-up of each, then rounds in which every scenario runs in turn, so
-  // that a noisy neighbour or a drift weighs on the baseline as much as on the others
+  // --- scenarios: a warm-up of each, then rounds. In each round every other scenario runs once,
+  // right between two half-length runs of the baseline (baseline, scenario, baseline): its ratio
+  // is to the baseline measured around it, so that a noisy neighbour or a drift of a few seconds
+  // weighs on both sides of the pair. Each round starts one scenario further on.
   const scenarios = httpScenarios(pop, { rounds: ROUNDS }).filter((s) => only === undefined || only.includes(s.name) || s.name === 'session-only')
   for (const scenario of scenarios) {
     log(`warm-up ${scenario.name}: ${scenario.what}`)
@@ -151,27 +153,45 @@ try {
   }
   interface Acc { loads: LoadResult[], commands: Record<string, number>, trips: Record<string, number>, appCpu: number, redisCpu: number }
   const runs = new Map<ScenarioName, Acc>()
+  // per scenario: the baseline runs around it (requests and seconds), and each pair's ratio
+  const paired = new Map<ScenarioName, { requests: number, seconds: number, ratios: number[] }>()
   const add = (into: Record<string, number>, d: Record<string, number>): void => { for (const [k, v] of Object.entries(d)) into[k] = (into[k] ?? 0) + v }
+  const measure = async (scenario: (typeof scenarios)[number], round: number, seconds: number): Promise<LoadResult> => {
+    const [cs0, c0, rc0] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
+    const load = await runLoad(url, scenario.options(round), { connections: CONNECTIONS, seconds })
+    await settle()
+    const [cs1, c1, rc1] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
+    const acc = runs.get(scenario.name) ?? { loads: [], commands: {}, trips: {}, appCpu: 0, redisCpu: 0 }
+    acc.loads.push(load)
+    add(acc.commands, statsDelta(cs0, cs1))
+    add(acc.trips, statsDelta(c0.roundTrips, c1.roundTrips))
+    acc.appCpu += c1.cpuMicros - c0.cpuMicros
+    acc.redisCpu += rc1 - rc0
+    runs.set(scenario.name, acc)
+    log(`round ${round} ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}`)
+    return load
+  }
+  const base = scenarios.find((s) => s.name === 'session-only') as (typeof scenarios)[number]
+  const others = scenarios.filter((s) => s !== base)
+  const slot = SECONDS / ROUNDS
   for (let round = 1; round <= ROUNDS; round++) {
-    // each round starts one scenario further on, so that no scenario always runs first (or last)
-    const shift = (round - 1) % scenarios.length
-    for (const scenario of [...scenarios.slice(shift), ...scenarios.slice(0, shift)]) {
-      const [cs0, c0, rc0] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
-      const load = await runLoad(url, scenario.options(round), { connections: CONNECTIONS, seconds: SECONDS / ROUNDS })
-      await settle()
-      const [cs1, c1, rc1] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
-      const acc = runs.get(scenario.name) ?? { loads: [], commands: {}, trips: {}, appCpu: 0, redisCpu: 0 }
-      acc.loads.push(load)
-      add(acc.commands, statsDelta(cs0, cs1))
-      add(acc.trips, statsDelta(c0.roundTrips, c1.roundTrips))
-      acc.appCpu += c1.cpuMicros - c0.cpuMicros
-      acc.redisCpu += rc1 - rc0
-      runs.set(scenario.name, acc)
-      log(`round ${round} ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}`)
+    const shift = (round - 1) % Math.max(1, others.length)
+    for (const scenario of [...others.slice(shift), ...others.slice(0, shift)]) {
+      const before = await measure(base, round, slot / 2)
+      const load = await measure(scenario, round, slot)
+      const after = await measure(base, round, slot / 2)
+      const around = paired.get(scenario.name) ?? { requests: 0, seconds: 0, ratios: [] }
+      around.requests += before.requests + after.requests
+      around.seconds += before.seconds + after.seconds
+      around.ratios.push(load.rps / ((before.requests + after.requests) / (before.seconds + after.seconds)))
+      paired.set(scenario.name, around)
     }
   }
+  const pairedRps = (name: ScenarioName): number => {
+    const p = paired.get(name) as { requests: number, seconds: number }
+    return p.requests / p.seconds
+  }
   const sum = (o: Record<string, number>): number => Object.values(o).reduce((a, b) => a + b, 0)
-  const baseRuns = (runs.get('session-only') as { loads: LoadResult[] }).loads
   const reports: ScenarioReport[] = scenarios.map((scenario) => {
     const acc = runs.get(scenario.name) as Acc
     const load = mergeLoads(acc.loads)
@@ -182,7 +202,8 @@ try {
       expected: scenario.expected,
       unexpected: unexpected(scenario, load),
       ratio: 0,
-      rounds: acc.loads.map((l, i) => ({ rps: l.rps, ratio: l.rps / baseRuns[i].rps })),
+      rounds: acc.loads.map((l, i) => ({ rps: l.rps, ratio: paired.get(scenario.name)?.ratios[i] ?? 1 })),
+      baselineAround: scenario.name === 'session-only' ? null : pairedRps(scenario.name),
       target: scenario.target,
       met: null,
       redis: {
@@ -196,10 +217,10 @@ try {
       notes: scenario.notes()
     }
   })
-  const baseline = reports.find((s) => s.name === 'session-only') as ScenarioReport
   const missed: string[] = []
   for (const s of reports) {
-    s.ratio = s.rps / baseline.rps
+    // to the baseline runs around this scenario's (the baseline's own row: 1)
+    s.ratio = s.baselineAround === null ? 1 : s.rps / s.baselineAround
     const bad = Object.entries(s.unexpected)
     if (bad.length > 0) missed.push(`${s.name} got unexpected answers ${bad.map(([c, n]) => `${c}×${n}`).join(' ')}`)
     if (s.target === null) continue
