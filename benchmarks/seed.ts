@@ -73,8 +73,8 @@ export function sessionCookie (signer: Signer, sessionId: string): string {
  * the session (the sign-in page's first gated request): the `totp` mark names the user (with
  * the generation once verified), and the header names the user's keys for the read along.
  */
-export function sessionValue (keys: KeyLayout, user: SessionUser, verifiedGen: number | null): string {
-  const totp: TotpSessionState = verifiedGen === null ? { t: user.tenant, u: user.id } : { t: user.tenant, u: user.id, g: verifiedGen }
+export function sessionValue (keys: KeyLayout, user: SessionUser, enrolled: boolean, verifiedGen: number | null): string {
+  const totp: TotpSessionState = verifiedGen !== null ? { t: user.tenant, u: user.id, g: verifiedGen } : enrolled ? { t: user.tenant, u: user.id, p: 1 } : { t: user.tenant, u: user.id }
   return readAlongHeader(keys, totp) + JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
 }
 
@@ -116,7 +116,7 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
-        pipe.send(['SET', opts.sessionPrefix + sessionId, sessionValue(opts.keys, user, group.verified ? 1 : null), 'PX', SESSION_TTL])
+        pipe.send(['SET', opts.sessionPrefix + sessionId, sessionValue(opts.keys, user, group.enrolled, group.verified ? 1 : null), 'PX', SESSION_TTL])
         sessions++
         population[group.name].push(new Seeded(id, secret, sessionId, signer))
         await pipe.maybeFlush()

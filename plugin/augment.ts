@@ -7,7 +7,13 @@ import type { TotpUser } from './options.js'
  * verified, under which secret generation `g`. Without `g` it only names the user, so that a
  * linked RedisSessionStore reads the user's gate state along with the session.
  */
-export interface TotpSessionState { t: string; u: string; g?: number }
+export interface TotpSessionState {
+  t: string
+  u: string
+  g?: number
+  /** 1: the user has a secret this session has not verified yet: a code check may come next. */
+  p?: 1
+}
 
 /** Per-route settings: `false` opts a route out of the gate (sign-in, sign-out, static assets). */
 export interface TotpRouteConfig {

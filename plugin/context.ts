@@ -110,6 +110,7 @@ export async function checkCode (
   const { sealed, afterTimeStep } = pick(st)
   if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
   let ipMs = read.ipBlockedMs
+  // read along (a session named `p` whose user has since been revoked and is setting up again)
   if (ipMs === null && !consumeChecksIp) ipMs = await guarded(ctx.store.ipBlocked(request.ip))
   if (ipMs !== null && ipMs > 0) locked(reply, ipMs)
   const secret = openSecret(ctx, request, sealed, ref)

@@ -20,10 +20,15 @@ export function createGate (ctx: TotpContext) {
     const mark = session?.totp
     const same = mark !== undefined && mark.u === ref.userId && mark.t === ref.tenant
     const verified = same && state.enabled && mark.g === state.gen
-    if (session && !verified && (!same || mark.g !== undefined)) {
+    if (session && !verified) {
       // revoked or re-enrolled since, or another user: the session loses its verified state (R4).
-      // Where the session store reads along, the session names its user for the next read.
-      if (named || mark !== undefined) session.totp = named ? { t: ref.tenant, u: ref.userId } : undefined
+      // Where the session store reads along, the session names its user for the next read, and
+      // whether a code check may come next (p: the user has a secret), so that it reads that along.
+      if (named) {
+        if (!same || mark.g !== undefined || (mark.p === 1) !== state.enabled) {
+          session.totp = state.enabled ? { t: ref.tenant, u: ref.userId, p: 1 } : { t: ref.tenant, u: ref.userId }
+        }
+      } else if (mark !== undefined) session.totp = undefined
     }
     request.totp = { user, ref, state, verified }
     if (state.enabled) {

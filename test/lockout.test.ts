@@ -119,7 +119,7 @@ t.test('S4 per-IP budget read along with the session: a valid code is refused un
   t.equal((await elsewhere.post('/totp/verify', { code: valid })).statusCode, 200, 'the refused code was not consumed: it still verifies from another IP')
 })
 
-t.test('S4 per-IP budget read along with the session: setup confirmation is refused before checking the code', async (t) => {
+t.test('S4 per-IP budget: setup confirmation from an IP over budget is refused before checking the code', async (t) => {
   await awayFromStepEdge()
   const { app } = await build(t, { plugin: { ipLimit: { maxFailures: 2, windowSeconds: 60 } } })
   const alice = await enrol(app, 'alice')
@@ -129,7 +129,6 @@ t.test('S4 per-IP budget read along with the session: setup confirmation is refu
   const attacker = new Agent(app, '10.7.7.7')
   await attacker.login('alice')
   for (let i = 0; i < 2; i++) t.equal((await attacker.post('/totp/verify', { code: wrongCode(alice.secret) })).statusCode, 401)
-  // carol's session names her already (her setup went through the gate): the confirmation reads along
   const refused = await carol.post('/totp/setup/confirm', { code: codeFor(secret) })
   t.equal(refused.statusCode, 429, 'the IP is out of budget')
   const elsewhere = new Agent(app, '10.8.8.8')

@@ -83,8 +83,9 @@ interface ReadAlongReply { owner: RedisTotpStore; reply: Reply }
 
 /**
  * The header line a linked RedisSessionStore writes before a session's JSON (see session.lua):
- * the keys of the user the session's `totp` mark names, and 'g' (a verified session: the gate's
- * fields) or 'c' (also what checking a code needs). '' when the mark names no user.
+ * the keys of the user the session's `totp` mark names, and 'c' (an enrolled user's session not
+ * verified yet: also what checking a code needs) or 'g' (any other: the gate's fields). '' when
+ * the mark names no user.
  */
 export function readAlongHeader (keys: KeyLayout, mark: TotpSessionState | undefined | null): string {
   if (mark === undefined || mark === null || typeof mark.u !== 'string' || typeof mark.t !== 'string') return ''
@@ -93,7 +94,7 @@ export function readAlongHeader (keys: KeyLayout, mark: TotpSessionState | undef
   const names = [keys.user(ref, tag), keys.settingsFor(ref, tag), keys.pending(ref, tag)]
   // a key prefix with a tab or a newline cannot be named in the header: read apart
   if (names.some((key) => /[\t\n]/.test(key))) return ''
-  return `!${typeof mark.g === 'number' ? 'g' : 'c'}\t${names.join('\t')}\n`
+  return `!${typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'}\t${names.join('\t')}\n`
 }
 
 /** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */

@@ -3,7 +3,8 @@
 -- KEYS: the session key.
 -- A value written for fastify-totp starts with a header line:
 --   '!' mode '\t' user hash '\t' tenant settings '\t' pending setup '\n' then the session's JSON;
--- mode 'g': a verified session, read the gate's five fields; 'c': also what checking a code needs.
+-- mode 'c': an enrolled user's session not verified yet, also read what checking a code needs;
+-- mode 'g': any other, the gate's five fields.
 -- Returns nil (no session), { value } (no header), or { value, user hash, fields... }; the value
 -- comes back whole (the caller skips the header).
 local v = redis.call('GET', KEYS[1])
