@@ -136,6 +136,26 @@ t.test('S4 per-IP budget: setup confirmation from an IP over budget is refused b
   t.equal((await elsewhere.post('/totp/setup/confirm', { code: codeFor(secret) })).statusCode, 200, 'the pending setup and the code are still good from another IP')
 })
 
+t.test('S4 per-IP budget: a session that read a revoked user\'s state along cannot confirm a new setup from an IP over budget', async (t) => {
+  await awayFromStepEdge()
+  const { app } = await build(t, { plugin: { ipLimit: { maxFailures: 2, windowSeconds: 60 } } })
+  const alice = await enrol(app, 'alice')
+  const stale = new Agent(app, '10.6.6.6')
+  await stale.login('alice')
+  t.equal((await stale.get('/totp/status')).statusCode, 200, 'the session names alice with a secret to check (p)')
+  t.equal(await app.totp.revoke('alice'), true)
+  const other = new Agent(app, '10.5.5.5')
+  await other.login('alice')
+  const { secret } = (await other.post('/totp/setup')).json()
+  const attacker = new Agent(app, '10.6.6.6')
+  await attacker.login('carol')
+  await attacker.post('/totp/setup')
+  for (let i = 0; i < 2; i++) t.equal((await attacker.post('/totp/setup/confirm', { code: wrongCode(alice.secret) })).statusCode, 401)
+  // the stale session's read brings what a code check needs, without the IP's budget: read before the check
+  t.equal((await stale.post('/totp/setup/confirm', { code: codeFor(secret) })).statusCode, 429, 'the IP is out of budget')
+  t.equal((await other.post('/totp/setup/confirm', { code: codeFor(secret) })).statusCode, 200, 'the code was not used: it confirms from another IP')
+})
+
 t.test('S4 only a first-factor session can reach a user\'s counter', async (t) => {
   await awayFromStepEdge()
   const { app } = await build(t)
