@@ -75,6 +75,6 @@ export { defineTotpAbilities, ROLE_ADMIN, ROLE_CREATE, ROLE_READ } from './polic
 export type { AbilityBuilder, TargetFields, TotpAbility, TotpAction, TotpSubjectType } from './policy/abilities.js'
 export { MemoryTotpStore } from './stores/memory.js'
 export { RedisTotpStore, type RedisTotpStoreOptions } from './stores/redis.js'
-export { RedisSessionStore, type RedisSessionStoreOptions } from './stores/session-store.js'
-export type { AttemptResult, GateState, SecretState, TenantSettings, TotpStore, UserRef } from './stores/store.js'
+export { RedisSessionStore, type RedisSessionStoreOptions, type SessionReadAlong } from './stores/session-store.js'
+export type { AttemptResult, CheckState, FailureResult, GateState, ReadAlong, SecretState, TenantSettings, TotpStore, UserRef } from './stores/store.js'
 export { createKeyRing, type KeyRing, type KeyRingInput } from './crypto/seal.js'
