@@ -17,7 +17,7 @@ export function createGate (ctx: TotpContext) {
   // enforced user without TOTP gets 403 until set up (routes may allow either).
   function decide (request: FastifyRequest, config: TotpRouteConfig | undefined, user: TotpUser, ref: UserRef, named: boolean, state: GateState): void {
     const session = request.session
-    const mark = session?.totp
+    const mark = session?.totp ?? undefined
     const same = mark !== undefined && mark.u === ref.userId && mark.t === ref.tenant
     const verified = same && state.enabled && mark.g === state.gen
     if (session && !verified) {
@@ -28,7 +28,7 @@ export function createGate (ctx: TotpContext) {
         if (!same || mark.g !== undefined || (mark.p === 1) !== state.enabled) {
           session.totp = state.enabled ? { t: ref.tenant, u: ref.userId, p: 1 } : { t: ref.tenant, u: ref.userId }
         }
-      } else if (mark !== undefined) session.totp = undefined
+      } else if (mark?.g !== undefined) session.totp = undefined
     }
     request.totp = { user, ref, state, verified }
     if (state.enabled) {
