@@ -47,8 +47,8 @@ export function linked (ctx: TotpContext, request: FastifyRequest): boolean {
 
 /**
  * The gate's one read: what the session store read along with the session when it could
- * (returned as is, no promise), else one store call. On the routes that check a code (`readCode`) it also reads what
- * `checkCode` needs.
+ * (returned as is, no promise), else one store call. On the routes that check a code
+ * (`readCode`) it also reads what `checkCode` needs.
  */
 export function readGate (ctx: TotpContext, request: FastifyRequest, ref: UserRef, readCode: boolean): GateState | Promise<GateState> {
   const along = ctx.store.readAlong?.(ref, request.session, readCode) ?? null
