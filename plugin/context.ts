@@ -22,8 +22,8 @@ export interface TotpContext {
 
 const unavailable = (err: unknown): never => { throw new TotpUnavailableError({ cause: err }) }
 
-/** Runs a store call; a store that cannot answer fails closed (S6). */
-export const guarded = <T>(op: Promise<T>): Promise<T> => op.catch(unavailable)
+/** Runs a store call; a store that cannot answer fails closed (S6). A native promise whatever the store returned. */
+export const guarded = <T>(op: Promise<T>): Promise<T> => Promise.resolve(op).catch(unavailable)
 
 // What the gate read for the routes that check a code; kept off `request.totp`, which the
 // app may log, because it holds sealed secrets. `ipBlockedMs` null: the IP was not read yet.

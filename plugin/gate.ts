@@ -16,6 +16,8 @@ export function createGate (ctx: TotpContext) {
   // R4/R5/R7: a verified session passes; an enrolled user's unverified one gets 401; an
   // enforced user without TOTP gets 403 until set up (routes may allow either).
   function decide (request: FastifyRequest, config: TotpRouteConfig | undefined, user: TotpUser, ref: UserRef, named: boolean, state: GateState): void {
+    // a custom store that answers something else than a state: fail closed (S6)
+    if (typeof state?.enabled !== 'boolean') throw new TotpUnavailableError({ cause: new TypeError('the store answered no gate state') })
     const session = request.session
     const mark = session?.totp ?? undefined
     const same = mark !== undefined && mark.u === ref.userId && mark.t === ref.tenant

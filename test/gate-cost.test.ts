@@ -82,6 +82,24 @@ t.test('R3 without a linked session store the gate costs one Redis command per p
   t.ok(plugin.every((args) => args[0].toLowerCase() === 'evalsha'), 'each is the gate script')
 })
 
+t.test('R3 a client with a keyPrefix is not linked (ioredis prefixes KEYS, not the names in a header): the gate reads its own state', async (t) => {
+  await awayFromStepEdge()
+  const server = await startRedis()
+  t.teardown(() => server.stop())
+  const redis = new Redis(server.url, { keyPrefix: 'kp:' })
+  t.teardown(() => redis.disconnect())
+  const { app } = await build(t, { redis })
+  await enrol(app, 'alice')
+  const agent = new Agent(app)
+  await agent.login('alice')
+  for (let i = 0; i < 3; i++) t.equal((await agent.get('/api/profile')).statusCode, 401, 'an enrolled user\'s unverified session is refused')
+  const plain = new Redis(server.url)
+  t.teardown(() => plain.disconnect())
+  const sessions = await plain.keys('kp:*sess:*')
+  t.ok(sessions.length > 0, 'the sessions live under the client\'s prefix')
+  t.ok((await Promise.all(sessions.map((k) => plain.get(k)))).every((v) => v?.startsWith('{')), 'and carry no read-along header')
+})
+
 t.test('S3/S4 a code check: read along, one plugin command (consume, or charge, with the IP\'s budget); read apart, two', async (t) => {
   const { app, keyPrefix, during } = await monitored(t)
   const { secret } = await enrol(app, 'alice')

@@ -127,3 +127,28 @@ t.test('S6 a custom store that throws instead of rejecting fails closed with 503
   t.equal(res.statusCode, 503)
   t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
 })
+
+t.test('S6 a custom store answering with another promise implementation is awaited; an answer that is no gate state fails closed', async (t) => {
+  // a thenable with its own catch, as Bluebird or another realm's Promise has
+  class OtherPromise<T> {
+    constructor (private readonly value: T) {}
+    then<R> (onFulfilled?: (v: T) => R): OtherPromise<R | T> { return new OtherPromise(onFulfilled ? onFulfilled(this.value) : this.value) }
+    catch (): this { return this }
+  }
+  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  await store.setEnforced({ tenant: 'default', userId: 'u' }, true)
+  const now = (store as unknown as { gateNow: (ref: unknown) => unknown }).gateNow.bind(store)
+  let answer: 'state' | 'nothing' = 'state'
+  store.gate = (ref) => new OtherPromise(answer === 'state' ? now(ref) : undefined) as never
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
+  await app.register(totp, { getUser: () => ({ id: 'u', roles: [] }), store, encryptionKey: KEY })
+  app.get('/api', async () => ({ ok: true }))
+  t.teardown(() => app.close())
+  t.equal((await app.inject('/api')).statusCode, 403, 'the state came through: the enforced user must set up first')
+  answer = 'nothing'
+  const res = await app.inject('/api')
+  t.equal(res.statusCode, 503, 'no state: no pass')
+  t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
+})

@@ -133,10 +133,12 @@ export class RedisTotpStore implements TotpStore {
   /**
    * What a RedisSessionStore on the same standalone client runs instead of GET: the session
    * named by `session.totp` also gets its user's gate state (and, until verified, what checking
-   * a code needs). Null on a cluster, where the session and the user live in different slots.
+   * a code needs). Null on a cluster, where the session and the user live in different slots,
+   * and on a client with a `keyPrefix` (ioredis prefixes KEYS, not the names in the header).
    */
   sessionReader (): SessionReadAlong | null {
-    if (!this.standalone) return null
+    // a client keyPrefix is added to KEYS, not to the key names the header carries: read apart
+    if (!this.standalone || (this.client as Redis).options.keyPrefix) return null
     return this.reader ??= {
       client: this.client,
       lua: SESSION_READ_LUA,
