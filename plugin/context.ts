@@ -95,13 +95,12 @@ export const lockedUntilIso = (state: GateState): string | null =>
  * budget the gate read (see `readGate`), let `pick` choose the sealed secret to check (or throw),
  * answer 429 without checking while locked (S4), check the code against steps newer than
  * `afterTimeStep`, and charge a failure for a wrong code (which refuses an IP over its budget).
- * Returns the state, the matched step and `ip`: the IP whose budget the caller's consume must
- * still check (read along with the session, the budget was not read), else undefined. A caller
- * that cannot (`consumeChecksIp` false) gets the budget read here first.
+ * Returns the state, the matched step and `ip`: when the read came along with the session, the
+ * IP's budget was not read, and the caller's deciding call (consume, confirm) checks it with `ip`.
  */
 export async function checkCode (
   ctx: TotpContext, request: FastifyRequest<{ Body: { code: string } }>, reply: FastifyReply, ref: UserRef,
-  failedType: 'verify.failed' | 'setup.failed', consumeChecksIp: boolean,
+  failedType: 'verify.failed' | 'setup.failed',
   pick: (st: SecretState) => { sealed: string; afterTimeStep: number }
 ): Promise<{ st: SecretState; sealed: string; timeStep: number; ip: string | undefined }> {
   // a route without `readsCode` (none of the plugin's) reads here instead
@@ -109,14 +108,11 @@ export async function checkCode (
   const st = read.secret
   const { sealed, afterTimeStep } = pick(st)
   if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
-  let ipMs = read.ipBlockedMs
-  // read along (a session named `p` whose user has since been revoked and is setting up again)
-  if (ipMs === null && !consumeChecksIp) ipMs = await guarded(ctx.store.ipBlocked(request.ip))
-  if (ipMs !== null && ipMs > 0) locked(reply, ipMs)
+  if (read.ipBlockedMs !== null && read.ipBlockedMs > 0) locked(reply, read.ipBlockedMs)
   const secret = openSecret(ctx, request, sealed, ref)
   const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: afterTimeStep >= 0 ? afterTimeStep : undefined })
   if (!v.valid) return failure(ctx, request, reply, ref, failedType)
-  return { st, sealed, timeStep: v.timeStep, ip: ipMs === null ? request.ip : undefined }
+  return { st, sealed, timeStep: v.timeStep, ip: read.ipBlockedMs === null ? request.ip : undefined }
 }
 
 /** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */

@@ -119,7 +119,7 @@ t.test('S4 per-IP budget read along with the session: a valid code is refused un
   t.equal((await elsewhere.post('/totp/verify', { code: valid })).statusCode, 200, 'the refused code was not consumed: it still verifies from another IP')
 })
 
-t.test('S4 per-IP budget: setup confirmation from an IP over budget is refused before checking the code, read apart or along', async (t) => {
+t.test('S4 per-IP budget: setup confirmation from an IP over budget is refused and confirms nothing, read apart or along', async (t) => {
   await awayFromStepEdge()
   const { app } = await build(t, { plugin: { ipLimit: { maxFailures: 2, windowSeconds: 60 } } })
   const alice = await enrol(app, 'alice')

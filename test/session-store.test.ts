@@ -184,6 +184,7 @@ t.test('options are checked', async (t) => {
   t.throws(make({ client: shared, ttl: 0 }), /ttl/)
   t.throws(make({ client: shared, ttl: 1.5 }), /ttl/)
   t.throws(make({ client: shared, timeout: -1 }), /timeout/)
+  t.throws(make({ client: shared, readAlong: 'yes' }), /readAlong/)
 })
 
 t.test('S6 Redis down: 503 FST_TOTP_UNAVAILABLE, then service resumes by itself', async (t) => {
@@ -255,6 +256,7 @@ t.test('link: fastify-totp reads along only on the store\'s own standalone clien
   t.equal(store.link(first), true)
   t.equal(store.link(first), true, 'linking again is fine')
   t.equal(store.link(reader(shared)), false, 'a second reader is refused')
+  t.equal(new RedisSessionStore({ client: shared, readAlong: false }).link(reader(shared)), false, 'readAlong: false')
 })
 
 t.test('a value stored with a read-along header is read back by a store that is not linked', async (t) => {

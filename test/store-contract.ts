@@ -154,7 +154,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.equal((await open.check(u, ip)).ipBlockedMs, 0)
   })
 
-  t.test(`${name}: S4 an IP over its budget: consume with it refuses unconsumed, failAttempt charges no one`, async (t) => {
+  t.test(`${name}: S4 an IP over its budget: consume and confirmSetup with it refuse undecided, failAttempt charges no one`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
     const other = ref()
@@ -168,9 +168,14 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.ok(refused.ok === false && refused.reason === 'ip-locked' && refused.retryAfterMs > 59_000, 'with the time left')
     t.equal((await s.load(u)).lastStep, 8, 'the step was not consumed')
     t.same(await s.consume(u, 9, 'session-a'), { ok: true, gen: 1 }, 'without the IP (its budget read by the caller) it consumes')
-    const charged = await s.failAttempt(other, ip)
+    await s.startSetup(other, 'sealed-o', 60_000)
+    t.match(await s.confirmSetup(other, 'sealed-o', 7, 'session-b', ip), { ok: false, reason: 'ip-locked' }, 'a confirmation is refused too')
+    t.match(await s.load(other), { sealed: null, pending: 'sealed-o', lastStep: -1 }, 'nothing confirmed')
+    t.same(await s.confirmSetup(other, 'sealed-o', 7, 'session-b'), { ok: true, gen: 1 }, 'without the IP it confirms')
+    const third = ref()
+    const charged = await s.failAttempt(third, ip)
     t.match(charged, { user: { ok: false, reason: 'ip-locked' }, ipBlockedMs: 0 })
-    t.same(await s.load(other), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 0, consumer: null }, 'the user was not charged')
+    t.same(await s.load(third), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 0, consumer: null }, 'the user was not charged')
     const open = await make({ ...POLICY, ip: null })
     const v = ref()
     await open.startSetup(v, 'sealed-v', 60_000)

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import QRCode from 'qrcode'
 import { seal } from '../crypto/seal.js'
 import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
-import { checkCode, consumerToken, failure, guarded, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
+import { checkCode, consumerToken, failure, guarded, locked, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { encodeSecret, generateSecret, keyUri } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
@@ -33,13 +33,15 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowSetupRequired: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    const { sealed, timeStep } = await checkCode(ctx, request, reply, ref, 'setup.failed', false, (st) => {
+    const { sealed, timeStep, ip } = await checkCode(ctx, request, reply, ref, 'setup.failed', (st) => {
       if (st.sealed !== null) throw new TotpAlreadyEnabledError()
       if (st.pending === null) throw new TotpNoPendingSetupError()
       return { sealed: st.pending, afterTimeStep: st.lastStep }
     })
-    const r = await guarded(ctx.store.confirmSetup(ref, sealed, timeStep, consumerToken(request)))
+    // the IP's budget, when the gate's read did not bring it, is checked with the confirmation
+    const r = await guarded(ctx.store.confirmSetup(ref, sealed, timeStep, consumerToken(request), ip))
     if (!r.ok) {
+      if (r.reason === 'ip-locked') locked(reply, r.retryAfterMs)
       if (r.reason === 'already-enabled') throw new TotpAlreadyEnabledError()
       if (r.reason === 'no-pending') throw new TotpNoPendingSetupError()
       return failure(ctx, request, reply, ref, 'setup.failed', r)

@@ -26,7 +26,7 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   }, async (request, reply) => {
     const { ref } = requireUser(request)
     const consumer = consumerToken(request)
-    const { timeStep, ip } = await checkCode(ctx, request, reply, ref, 'verify.failed', true, (st) => {
+    const { timeStep, ip } = await checkCode(ctx, request, reply, ref, 'verify.failed', (st) => {
       if (st.sealed === null) throw new TotpNotEnabledError()
       // this session consumed the last step but may never have heard so: the same code completes it
       return { sealed: st.sealed, afterTimeStep: st.consumer === consumer ? st.lastStep - 1 : st.lastStep }

@@ -69,7 +69,9 @@ export class MemoryTotpStore implements TotpStore {
     return 'ok'
   }
 
-  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = ''): Promise<AttemptResult> {
+  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+    const ipLeft = ip === undefined ? 0 : this.ipBlockedNow(ip)
+    if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
     const now = Date.now()
     const row = this.row(ref)
     const left = this.lockLeft(row, now)

@@ -15,7 +15,8 @@ declare module 'ioredis' {
     /** KEYS: user, settings, pending[, ip] (numkeys first). */
     totpCheck(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     totpSetup(user: string, pending: string, sealed: string, ttlMs: number): Result<number, Context>
-    totpConfirm(user: string, pending: string, sealed: string, step: number, free: number, lockMs: number, maxMs: number, consumer: string): Result<Reply, Context>
+    /** KEYS: user, pending[, ip] (numkeys first). */
+    totpConfirm(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     /** KEYS: user[, ip] (numkeys first). */
     totpConsume(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     totpFail(user: string, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
@@ -32,7 +33,7 @@ const SCRIPTS: Record<string, { keys: number | null; file: string; uses: string[
   totpGate: { keys: 2, file: 'gate', uses: ['read'] },
   totpCheck: { keys: null, file: 'check', uses: ['lib', 'read'] },
   totpSetup: { keys: 2, file: 'setup', uses: [] },
-  totpConfirm: { keys: 2, file: 'confirm', uses: ['lib'] },
+  totpConfirm: { keys: null, file: 'confirm', uses: ['lib'] },
   totpConsume: { keys: null, file: 'consume', uses: ['lib'] },
   totpFail: { keys: 1, file: 'fail', uses: ['lib'] },
   totpIpFail: { keys: 1, file: 'ipfail', uses: ['lib'] },
@@ -198,20 +199,26 @@ export class RedisTotpStore implements TotpStore {
     return r === 1 ? 'ok' : 'already-enabled'
   }
 
-  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = ''): Promise<AttemptResult> {
+  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
     const { lock } = this.policy
-    return attemptResult(await this.run(this.client.totpConfirm(this.keys.user(ref), this.keys.pending(ref), sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer)))
+    return this.decide('totpConfirm', [this.keys.user(ref), this.keys.pending(ref)], [sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer], ip)
   }
 
   async consume (ref: UserRef, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
-    const { lock, ip: ipPolicy } = this.policy
-    const args = [timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer]
-    if (ip === undefined || ipPolicy === null) return attemptResult(await this.run(this.client.totpConsume(1, this.keys.user(ref), ...args)))
-    if (this.standalone) return attemptResult(await this.run(this.client.totpConsume(2, this.keys.user(ref), this.keys.ip(ip), ...args, ipPolicy.maxFailures)))
-    // a cluster keeps the IP's counter in another slot: read it first
-    const ipLeft = await this.ipBlocked(ip)
-    if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
-    return attemptResult(await this.run(this.client.totpConsume(1, this.keys.user(ref), ...args)))
+    const { lock } = this.policy
+    return this.decide('totpConsume', [this.keys.user(ref)], [timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer], ip)
+  }
+
+  // A deciding script (confirm, consume); with `ip`, refused while the IP is over its budget:
+  // checked in the script on standalone Redis, read first on a cluster (another slot).
+  private async decide (script: 'totpConfirm' | 'totpConsume', keys: string[], args: Array<string | number>, ip?: string): Promise<AttemptResult> {
+    const ipPolicy = this.policy.ip
+    if (ip !== undefined && ipPolicy !== null) {
+      if (this.standalone) return attemptResult(await this.run(this.client[script](keys.length + 1, ...keys, this.keys.ip(ip), ...args, ipPolicy.maxFailures)))
+      const ipLeft = await this.ipBlocked(ip)
+      if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
+    }
+    return attemptResult(await this.run(this.client[script](keys.length, ...keys, ...args)))
   }
 
   async fail (ref: UserRef): Promise<AttemptResult> {

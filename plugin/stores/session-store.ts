@@ -29,6 +29,13 @@ export interface RedisSessionStoreOptions {
    * @default 2000
    */
   timeout?: number
+  /**
+   * Let fastify-totp read its gate state along with each session (one command for both) when
+   * it shares this store's standalone client. Turn off where the server refuses scripts that
+   * read keys they were not given (some Redis-compatible servers and proxies).
+   * @default true
+   */
+  readAlong?: boolean
 }
 
 type Done<T> = (err: Error | null, value?: T) => void
@@ -83,6 +90,7 @@ export class RedisSessionStore implements SessionStore {
   readonly #ttlMs: number
   readonly #timeout: number
   #readAlong: SessionReadAlong | null = null
+  readonly #linkable: boolean
 
   constructor (opts: RedisSessionStoreOptions) {
     if (!opts || typeof opts.client?.get !== 'function') {
@@ -98,6 +106,8 @@ export class RedisSessionStore implements SessionStore {
     this.#prefix = prefix
     this.#ttlMs = ttl * 1000
     this.#timeout = timeout
+    if (opts.readAlong !== undefined && typeof opts.readAlong !== 'boolean') throw new TypeError('RedisSessionStore: `readAlong` must be a boolean')
+    this.#linkable = opts.readAlong !== false
   }
 
   /**
@@ -107,7 +117,7 @@ export class RedisSessionStore implements SessionStore {
    */
   link (reader: SessionReadAlong): boolean {
     if (this.#readAlong !== null) return this.#readAlong === reader
-    if (reader.client !== this.#client || this.#client.isCluster) return false
+    if (!this.#linkable || reader.client !== this.#client || this.#client.isCluster) return false
     if (typeof this.#client.totpSessionRead !== 'function') {
       this.#client.defineCommand('totpSessionRead', { numberOfKeys: 1, lua: reader.lua })
     }

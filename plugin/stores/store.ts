@@ -82,8 +82,11 @@ export interface TotpStore {
   check(ref: UserRef, ip: string): Promise<CheckState>
   /** Starts (or restarts) a pending setup; refuses when a secret is active. */
   startSetup(ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'>
-  /** Activates the pending secret `sealedPending` with its confirming step (which counts as used). */
-  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number, consumer?: string): Promise<AttemptResult>
+  /**
+   * Activates the pending secret `sealedPending` with its confirming step (which counts as used).
+   * With `ip`, refuses with 'ip-locked' while that IP is over its budget, as `consume` does.
+   */
+  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number, consumer?: string, ip?: string): Promise<AttemptResult>
   /**
    * Consumes a time step: succeeds only if it is newer than the last accepted one — or if it is
    * the last accepted one and `consumer` (a token of the session) consumed it: the same session

@@ -1,4 +1,8 @@
--- KEYS: user hash, pending setup. ARGV: sealed pending, step, free, lock ms, max lock ms, consumer.
+-- KEYS: user hash, pending setup[, ip counter]. ARGV: sealed pending, step, free, lock ms, max lock ms,
+-- consumer[, the IP's max failures (with the ip key)].
+-- With the IP's counter: nothing is confirmed while the IP is over its budget ({ 6, ms }).
+local refused = ip_refused(KEYS[3], ARGV[7])
+if refused > 0 then return { 6, refused } end
 local now = now_ms()
 local left = lock_left(KEYS[1], now)
 if left > 0 then return { 0, left } end

@@ -2,10 +2,8 @@
 -- session)[, the IP's max failures (with the ip key)].
 -- The last accepted step only grows (RFC 6238 5.2): of N racing requests with one code, one wins.
 -- With the IP's counter: nothing is consumed while the IP is over its budget ({ 6, ms }).
-if KEYS[2] then
-  local ip = ip_left(KEYS[2], ARGV[6])
-  if ip > 0 then return { 6, ip } end
-end
+local refused = ip_refused(KEYS[2], ARGV[6])
+if refused > 0 then return { 6, refused } end
 local now = now_ms()
 local left = lock_left(KEYS[1], now)
 if left > 0 then return { 0, left } end

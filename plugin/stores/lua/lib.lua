@@ -24,6 +24,11 @@ local function ip_left(key, max)
   if tonumber(redis.call('GET', key) or '0') >= tonumber(max) then return redis.call('PTTL', key) end
   return 0
 end
+-- A deciding script's optional IP counter: ms it is refused for (nothing decided then), or 0.
+local function ip_refused(key, max)
+  if not key then return 0 end
+  return ip_left(key, max)
+end
 -- Charges a failure to an IP: ms refused for when its budget is now spent, or 0.
 local function ip_charge(key, window, max)
   local c = redis.call('INCR', key)
