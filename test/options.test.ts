@@ -1,9 +1,9 @@
-import t from 'tap'
-import Fastify from 'fastify'
+import t, { type Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import { Redis } from 'ioredis'
-import totp, { MemoryTotpStore, type FastifyTotpOptions } from '../plugin/index.js'
+import totp, { MemoryTotpStore, type FastifyTotpOptions, type TotpStore } from '../plugin/index.js'
 import { resolveOptions, DEFAULT_LOCKOUT } from '../plugin/options.js'
 import { REDIS_URL, SESSION_SECRET, KEY } from './helpers.js'
 
@@ -92,9 +92,26 @@ t.test('S8 an onEvent hook that throws or rejects is logged, not raised', async 
   t.equal(lines.filter((l) => l.includes('onEvent failed')).length, 2)
 })
 
-t.test('R3 getUser may answer at once or with a promise; one that throws or rejects fails the request, never passes it', async (t) => {
+// An app with the plugin on a custom store (sessions in memory) and one protected route, /api.
+async function customStoreApp (t: Test, store: TotpStore, getUser: FastifyTotpOptions['getUser'] = () => ({ id: 'u', roles: [] })): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
+  await app.register(totp, { getUser, store, encryptionKey: KEY })
+  app.get('/api', async () => ({ ok: true }))
+  t.teardown(() => app.close())
+  return app
+}
+
+// A memory store in which user 'u' is enforced and has no secret: the gate answers 403.
+async function enforcedStore (): Promise<MemoryTotpStore> {
   const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
   await store.setEnforced({ tenant: 'default', userId: 'u' }, true)
+  return store
+}
+
+t.test('R3 getUser may answer at once or with a promise; one that throws or rejects fails the request, never passes it', async (t) => {
+  const store = await enforcedStore()
   const cases: Array<[string, FastifyTotpOptions['getUser'], number]> = [
     ['a user at once', () => ({ id: 'u', roles: [] }), 403],
     ['a user by promise', async () => ({ id: 'u', roles: [] }), 403],
@@ -104,25 +121,15 @@ t.test('R3 getUser may answer at once or with a promise; one that throws or reje
     ['a rejection', async () => { throw new Error('boom') }, 500]
   ]
   for (const [name, getUser, status] of cases) {
-    const app = Fastify()
-    await app.register(fastifyCookie)
-    await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
-    await app.register(totp, { getUser, store, encryptionKey: KEY })
-    app.get('/api', async () => ({ ok: true }))
+    const app = await customStoreApp(t, store, getUser)
     t.equal((await app.inject('/api')).statusCode, status, `${name}: ${status} (the user is enforced without a secret: 403)`)
-    await app.close()
   }
 })
 
 t.test('S6 a custom store that throws instead of rejecting fails closed with 503', async (t) => {
   const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
   store.gate = () => { throw new Error('store broken') }
-  const app = Fastify()
-  await app.register(fastifyCookie)
-  await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
-  await app.register(totp, { getUser: () => ({ id: 'u', roles: [] }), store, encryptionKey: KEY })
-  app.get('/api', async () => ({ ok: true }))
-  t.teardown(() => app.close())
+  const app = await customStoreApp(t, store)
   const res = await app.inject('/api')
   t.equal(res.statusCode, 503)
   t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
@@ -135,17 +142,11 @@ t.test('S6 a custom store answering with another promise implementation is await
     then<R> (onFulfilled?: (v: T) => R): OtherPromise<R | T> { return new OtherPromise(onFulfilled ? onFulfilled(this.value) : this.value) }
     catch (): this { return this }
   }
-  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
-  await store.setEnforced({ tenant: 'default', userId: 'u' }, true)
+  const store = await enforcedStore()
   const now = (store as unknown as { gateNow: (ref: unknown) => unknown }).gateNow.bind(store)
   let answer: 'state' | 'nothing' = 'state'
   store.gate = (ref) => new OtherPromise(answer === 'state' ? now(ref) : undefined) as never
-  const app = Fastify()
-  await app.register(fastifyCookie)
-  await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
-  await app.register(totp, { getUser: () => ({ id: 'u', roles: [] }), store, encryptionKey: KEY })
-  app.get('/api', async () => ({ ok: true }))
-  t.teardown(() => app.close())
+  const app = await customStoreApp(t, store)
   t.equal((await app.inject('/api')).statusCode, 403, 'the state came through: the enforced user must set up first')
   answer = 'nothing'
   const res = await app.inject('/api')
