@@ -70,8 +70,8 @@ export class MemoryTotpStore implements TotpStore {
   }
 
   async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
-    const ipLeft = ip === undefined ? 0 : this.ipBlockedNow(ip)
-    if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
+    const refused = this.ipRefusal(ip)
+    if (refused !== null) return refused
     const now = Date.now()
     const row = this.row(ref)
     const left = this.lockLeft(row, now)
@@ -89,8 +89,8 @@ export class MemoryTotpStore implements TotpStore {
   }
 
   async consume (ref: UserRef, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
-    const ipLeft = ip === undefined ? 0 : this.ipBlockedNow(ip)
-    if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
+    const refused = this.ipRefusal(ip)
+    if (refused !== null) return refused
     const now = Date.now()
     const row = this.row(ref)
     const left = this.lockLeft(row, now)
@@ -120,8 +120,8 @@ export class MemoryTotpStore implements TotpStore {
   }
 
   async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
-    const ipLeft = this.ipBlockedNow(ip)
-    if (ipLeft > 0) return { user: { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }, ipBlockedMs: 0 }
+    const refused = this.ipRefusal(ip)
+    if (refused !== null) return { user: refused, ipBlockedMs: 0 }
     const ipBlockedMs = this.failIpNow(ip)
     return { user: this.failNow(ref), ipBlockedMs }
   }
@@ -133,6 +133,12 @@ export class MemoryTotpStore implements TotpStore {
   }
 
   async ipBlocked (ip: string): Promise<number> { return this.ipBlockedNow(ip) }
+
+  // An IP over its budget refuses a decision (consume, confirm, charge) outright.
+  private ipRefusal (ip: string | undefined): AttemptResult | null {
+    const left = ip === undefined ? 0 : this.ipBlockedNow(ip)
+    return left > 0 ? { ok: false, reason: 'ip-locked', retryAfterMs: left } : null
+  }
 
   private ipBlockedNow (ip: string): number {
     if (this.policy.ip === null) return 0
