@@ -215,8 +215,8 @@ export class RedisTotpStore implements TotpStore {
     const ipPolicy = this.policy.ip
     if (ip !== undefined && ipPolicy !== null) {
       if (this.standalone) return attemptResult(await this.run(this.client[script](keys.length + 1, ...keys, this.keys.ip(ip), ...args, ipPolicy.maxFailures)))
-      const ipLeft = await this.ipBlocked(ip)
-      if (ipLeft > 0) return { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }
+      const refused = await this.ipRefusal(ip)
+      if (refused !== null) return refused
     }
     return attemptResult(await this.run(this.client[script](keys.length, ...keys, ...args)))
   }
@@ -236,13 +236,19 @@ export class RedisTotpStore implements TotpStore {
     return Math.max(0, Number(await this.run(this.client.totpIpFail(this.keys.ip(ip), this.policy.ip.windowMs, this.policy.ip.maxFailures))))
   }
 
+  // On a cluster (the IP's counter in another slot): an IP over its budget refuses a decision outright.
+  private async ipRefusal (ip: string): Promise<AttemptResult | null> {
+    const left = await this.ipBlocked(ip)
+    return left > 0 ? { ok: false, reason: 'ip-locked', retryAfterMs: left } : null
+  }
+
   async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
     const { lock, ip: ipPolicy } = this.policy
     if (ipPolicy === null) return { user: await this.fail(ref), ipBlockedMs: 0 }
     if (!this.standalone) {
       // a cluster keeps the IP's counter in another slot: read it first
-      const ipLeft = await this.ipBlocked(ip)
-      if (ipLeft > 0) return { user: { ok: false, reason: 'ip-locked', retryAfterMs: ipLeft }, ipBlockedMs: 0 }
+      const refused = await this.ipRefusal(ip)
+      if (refused !== null) return { user: refused, ipBlockedMs: 0 }
       const [user, ipBlockedMs] = await Promise.all([this.fail(ref), this.failIp(ip)])
       return { user, ipBlockedMs }
     }
