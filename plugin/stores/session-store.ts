@@ -160,16 +160,9 @@ export class RedisSessionStore implements SessionStore {
         callback(err)
         return
       }
-      if (reply == null) {
-        callback(null, null)
-        return
-      }
-      if (reply.length === 1) {
-        callback(null, parse(storedJson(reply[0])))
-        return
-      }
-      const session = parse(storedJson(reply[0]))
-      if (session !== null) reader.attach(session, reply.slice(1))
+      const session = reply == null ? null : parse(storedJson(reply[0]))
+      // { value } alone: nothing was read along (no header)
+      if (session !== null && reply!.length > 1) reader.attach(session, reply!.slice(1))
       callback(null, session)
     })
   }
