@@ -3,6 +3,8 @@ import type { Test } from 'tap'
 import { Redis } from 'ioredis'
 import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode, type Built, type BuildOptions } from './helpers.js'
 import { startRedis } from './support/redis-servers.js'
+import { KeyLayout } from '../plugin/stores/keys.js'
+import { readAlongHeader } from '../plugin/stores/redis.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -126,4 +128,44 @@ t.test('S3/S4 a code check: read along, one plugin command (consume, or charge, 
   const writes = right.sessions.filter((args) => /^set$/i.test(args[0]))
   t.equal(writes.length, 1, 'S5: the new session is written once (regenerate), not again on send')
   t.equal(right.sessions.filter((args) => /^del$/i.test(args[0])).length, 1, 'and the old one deleted')
+})
+
+t.test('R4 the read-along header follows the session\'s user: kept while it names the same one, rewritten on verification and when the app signs in another user', async (t) => {
+  const { app, redis, keyPrefix } = await monitored(t)
+  const { secret } = await enrol(app, 'alice')
+  const agent = new Agent(app)
+  await agent.login('alice')
+  const stored = async (): Promise<string> => {
+    const id = decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]
+    return (await (redis as Redis).get(`${keyPrefix}sess:${id}`)) as string
+  }
+  const header = async (): Promise<string> => (await stored()).split('\n')[0]
+  const named = (mode: string, user: string): RegExp => new RegExp(`^!${mode}\\t${keyPrefix}\\{default:\\d+\\}u:${user}\\t`)
+
+  t.equal((await agent.get('/api/profile')).statusCode, 401)
+  const pending = await header()
+  t.match(pending, named('c', 'alice'), 'unverified: a code check may come next (mode c)')
+  t.equal((await agent.get('/api/profile')).statusCode, 401)
+  t.equal(await header(), pending, 'the same line again')
+
+  t.equal((await agent.post('/totp/verify', { code: codeFor(secret) })).statusCode, 200)
+  const verified = await header()
+  t.match(verified, named('g', 'alice'), 'verified: the gate\'s fields only (mode g)')
+  t.equal((await agent.get('/api/profile')).statusCode, 200)
+  t.equal(await header(), verified)
+
+  await agent.login('bob')
+  t.equal((await agent.get('/api/profile')).statusCode, 200, 'bob has no TOTP')
+  t.match(await header(), named('g', 'bob'), 'the session now names bob')
+  t.equal((await agent.get('/api/profile')).json().user, 'bob')
+})
+
+t.test('R3 a key prefix holding a tab or a newline is never named in a read-along header (the gate reads apart)', async (t) => {
+  const mark = { t: 'default', u: 'a\tb\nc' }
+  t.equal(readAlongHeader(new KeyLayout('totp:', 64), mark), `!g\ttotp:{default:${new KeyLayout('totp:', 64).shardOf(mark.u)}}u:a%09b%0Ac\ttotp:{default:${new KeyLayout('totp:', 64).shardOf(mark.u)}}t\ttotp:{default:${new KeyLayout('totp:', 64).shardOf(mark.u)}}p:a%09b%0Ac\n`, 'ids are encoded')
+  for (const prefix of ['to\ttp:', 'to\ntp:']) {
+    t.equal(new KeyLayout(prefix, 64).readAlongNames({ tenant: 'default', userId: 'alice' }), null)
+    t.equal(readAlongHeader(new KeyLayout(prefix, 64), mark), '')
+  }
+  t.equal(readAlongHeader(new KeyLayout('totp:', 64), { t: 'default' } as never), '', 'a mark that names no user')
 })

@@ -293,3 +293,45 @@ t.test('a session saved again unchanged in the same request is written once (reg
   t.same(writes, [prefix + changed.json().id, prefix + changed.json().id], 'changed after regenerate: written again')
   t.equal(JSON.parse((await client.get(prefix + changed.json().id))!).value, 'changed')
 })
+
+t.test('a linked store reads with EVALSHA; a server that lost the script (restart, SCRIPT FLUSH) gets it again with EVAL', async (t) => {
+  const server = await startRedis()
+  t.teardown(() => server.stop())
+  const client = new Redis(server.port, '127.0.0.1')
+  t.teardown(() => client.disconnect())
+  const attached: string[] = []
+  const lua = "local v = redis.call('GET', KEYS[1]) if not v then return false end return { v, 'along:' .. KEYS[1], '' }"
+  const store = new RedisSessionStore({ client, prefix: 'sess:' })
+  t.equal(store.link({ client, lua, header: () => '', attach: (_session, fields) => { attached.push(fields) } }), true)
+  const get = promisify(store.get.bind(store))
+  await client.set('sess:a', JSON.stringify({ value: 'v' }))
+  const sent: string[] = []
+  const monitor = await client.monitor()
+  t.teardown(() => monitor.disconnect())
+  let seen = (): void => {}
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (args[3] === 'sess:a') sent.push(args[0].toLowerCase())
+    if (args[0].toLowerCase() === 'echo') seen()
+  })
+
+  t.same(await get('a'), { value: 'v' }, 'first read: the server has no such script yet')
+  await client.script('FLUSH')
+  t.same(await get('a'), { value: 'v' }, 'after SCRIPT FLUSH')
+  t.same(await get('a'), { value: 'v' })
+  t.equal(await get('missing'), null, 'no session')
+  await new Promise<void>((resolve) => { seen = resolve; void client.echo('done') })
+  t.same(sent, ['evalsha', 'eval', 'evalsha', 'eval', 'evalsha'], 'EVAL only after NOSCRIPT')
+  t.same(attached, ['along:sess:a', 'along:sess:a', 'along:sess:a'], 'what was read along reaches the reader')
+})
+
+t.test('S6 a linked store whose script fails answers 503, and passes nothing along', async (t) => {
+  const prefix = uniquePrefix(t)
+  const client = new Redis(6379, '127.0.0.1')
+  t.teardown(() => client.disconnect())
+  const app = await build(t, { client, prefix })
+  const write = await app.inject({ method: 'POST', url: '/session', payload: { value: 'v' } })
+  const linked = new RedisSessionStore({ client, prefix })
+  t.equal(linked.link({ client, lua: "return redis.error_reply('ERR the reader failed')", header: () => '', attach: () => t.fail('nothing to attach') }), true)
+  const get = promisify(linked.get.bind(linked))
+  await t.rejects(get(write.json().id), { code: 'FST_TOTP_UNAVAILABLE' })
+})

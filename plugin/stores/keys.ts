@@ -10,7 +10,12 @@ const enc = (s: string): string => /^[\w.@-]*$/.test(s) ? s : encodeURIComponent
  * every shard so the gate reads user and tenant in one command.
  */
 export class KeyLayout {
-  constructor (readonly prefix: string, readonly shards: number) {}
+  // a prefix with a tab or a newline cannot be named in a session's read-along header
+  readonly #headerSafe: boolean
+
+  constructor (readonly prefix: string, readonly shards: number) {
+    this.#headerSafe = !/[\t\n]/.test(prefix)
+  }
 
   tag (tenant: string, shard: number): string {
     return `${this.prefix}{${enc(tenant)}:${shard}}`
@@ -40,6 +45,17 @@ export class KeyLayout {
   /** The copy of the tenant's settings in this user's slot. */
   settingsFor (ref: UserRef, tag = this.userTag(ref)): string {
     return `${tag}t`
+  }
+
+  /**
+   * A user's hash, tenant settings and pending setup keys, tab-separated (a session's read-along
+   * header); null when the prefix holds a tab or a newline (encoded ids never do).
+   */
+  readAlongNames (ref: UserRef): string | null {
+    if (!this.#headerSafe) return null
+    const tag = this.userTag(ref)
+    const id = enc(ref.userId)
+    return `${tag}u:${id}\t${tag}t\t${tag}p:${id}`
   }
 
   ip (ip: string): string {

@@ -44,7 +44,7 @@ const SCRIPTS: Record<string, { keys: number | null; file: string; uses: string[
 const source = (file: string, uses: string[]): string => [...uses, file].map(lua).join('\n')
 const SOURCES = Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, source(s.file, s.uses)]))
 /** RedisSessionStore's read of a session with its user's gate state (see session.lua). */
-export const SESSION_READ_LUA = source('session', ['lib', 'read'])
+export const SESSION_READ_LUA = source('session-check', ['session', 'lib', 'read'])
 
 export interface RedisTotpStoreOptions extends StorePolicy {
   client: Redis | Cluster
@@ -80,7 +80,9 @@ const secretState = (r: Reply, o = 0): SecretState =>
 // Where a session holds what was read along with it: on its `totp` mark, under a symbol, so
 // that neither the session's JSON nor a log of it carries it.
 const READ_ALONG = Symbol('fastify-totp read along')
-interface ReadAlongReply { owner: RedisTotpStore; reply: Reply }
+// `header`: the header line the session was read by; `user`: the user it was checked to name
+// (readAlong), so that the next write can reuse that line while the session names that user.
+interface ReadAlongReply { owner: RedisTotpStore; fields: string; header: string; parsed?: string[]; user?: UserRef }
 
 /**
  * The header line a linked RedisSessionStore writes before a session's JSON (see session.lua):
@@ -90,12 +92,9 @@ interface ReadAlongReply { owner: RedisTotpStore; reply: Reply }
  */
 export function readAlongHeader (keys: KeyLayout, mark: TotpSessionState | undefined | null): string {
   if (mark === undefined || mark === null || typeof mark.u !== 'string' || typeof mark.t !== 'string') return ''
-  const ref = { tenant: mark.t, userId: mark.u }
-  const tag = keys.userTag(ref)
-  const names = [keys.user(ref, tag), keys.settingsFor(ref, tag), keys.pending(ref, tag)]
-  // a key prefix with a tab or a newline cannot be named in the header: read apart
-  if (names.some((key) => /[\t\n]/.test(key))) return ''
-  return `!${typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'}\t${names.join('\t')}\n`
+  const names = keys.readAlongNames({ tenant: mark.t, userId: mark.u })
+  if (names === null) return ''
+  return `!${typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'}\t${names}\n`
 }
 
 /** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */
@@ -143,11 +142,18 @@ export class RedisTotpStore implements TotpStore {
     return this.reader ??= {
       client: this.client,
       lua: SESSION_READ_LUA,
-      header: (session) => readAlongHeader(this.keys, session.totp),
-      attach: (session, extra) => {
+      header: (session) => {
+        const mark = session.totp
+        const along = (mark as { [READ_ALONG]?: ReadAlongReply } | null | undefined)?.[READ_ALONG]
+        // the line read, while the session names the user it was checked for, in the same mode
+        if (along !== undefined && along.owner === this && along.user !== undefined && mark!.u === along.user.userId &&
+          mark!.t === along.user.tenant && along.header.charCodeAt(1) === (typeof mark!.g !== 'number' && mark!.p === 1 ? 99 : 103)) return along.header
+        return readAlongHeader(this.keys, mark)
+      },
+      attach: (session, fields, header) => {
         const mark = session.totp
         if (mark === null || typeof mark !== 'object') return
-        const along: ReadAlongReply = { owner: this, reply: extra as Reply }
+        const along: ReadAlongReply = { owner: this, fields, header }
         Object.defineProperty(mark, READ_ALONG, { value: along, configurable: true })
       }
     }
@@ -160,10 +166,14 @@ export class RedisTotpStore implements TotpStore {
     if (mark === null || typeof mark !== 'object') return null
     const along = (mark as { [READ_ALONG]?: ReadAlongReply })[READ_ALONG]
     // read by another store, or for another user (the app changed the session's user since)
-    if (along === undefined || along.owner !== this || along.reply[0] !== this.keys.user(ref)) return null
-    const r = along.reply
-    if (r.length > 6) return { gate: gateState(r, 1), secret: secretState(r, 1) }
-    return check ? null : { gate: gateState(r, 1), secret: null }
+    if (along === undefined || along.owner !== this) return null
+    // session.lua's fields: the user hash, the gate's five, then (mode 'c') the check's five
+    const f = along.parsed ??= along.fields.split('\t')
+    if (f[0] !== this.keys.user(ref)) return null
+    along.user = ref
+    const gate: GateState = { enabled: f[1] === '1', enforced: f[2] === '1', gen: Number(f[3]), lockedUntil: Number(f[4]), enforceAll: f[5] === '1' }
+    if (f.length === 11) return { gate, secret: { sealed: f[6] || null, pending: f[7] || null, lastStep: Number(f[8]), lockedForMs: Number(f[9]), gen: gate.gen, consumer: f[10] || null } }
+    return check ? null : { gate, secret: null }
   }
 
   async gate (ref: UserRef): Promise<GateState> {

@@ -4,25 +4,22 @@
 -- A value written for fastify-totp starts with a header line:
 --   '!' mode '\t' user hash '\t' tenant settings '\t' pending setup '\n' then the session's JSON;
 -- mode 'c': an enrolled user's session not verified yet, also read what checking a code needs;
--- mode 'g': any other, the gate's five fields.
--- Returns nil (no session), { value } (no header), or { value, user hash, fields... }; the value
--- comes back whole (the caller skips the header).
+-- mode 'g': any other, the gate's five fields (read.lua's read_gate, inlined: this runs on
+-- every request, and each call, closure and table here costs the whole app's Redis CPU);
+-- lib.lua, read.lua and session-check.lua (mode 'c') come after this file, so that mode 'g'
+-- returns before their functions are even defined.
+-- Returns nil (no session), { value } (no header: the value as stored), or { JSON, fields,
+-- header }: fields joined by tabs, the user hash first (what the reader checks it asked for),
+-- then the gate's five (enabled 1/0, enforced, generation, locked until, enforce all), then in
+-- mode 'c' read_check's five (sealed secret, sealed pending, last step, lock left ms, consumer);
+-- the header line as stored, which the next write reuses while the session names the same user.
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-if string.byte(v, 1) ~= 33 then return { v } end
-local a = string.find(v, '\t', 3, true)
-local b = a and string.find(v, '\t', a + 1, true)
-local c = b and string.find(v, '\t', b + 1, true)
-local nl = c and string.find(v, '\n', c + 1, true)
-if not nl then return { v } end
-local user = string.sub(v, a + 1, b - 1)
-local settings = string.sub(v, b + 1, c - 1)
-local r
-if string.byte(v, 2) == 103 then -- 'g'
-  r = read_gate(user, settings)
-else
-  r = read_check(user, settings, string.sub(v, c + 1, nl - 1), now_ms())
+local mode, user, settings, pending = string.match(v, '^!([cg])\t([^\t\n]+)\t([^\t\n]+)\t([^\t\n]+)\n')
+if not mode then return { v } end
+local length = #user + #settings + #pending + 6
+if mode == 'g' then
+  local r = redis.call('HMGET', user, 's', 'e', 'g', 'k')
+  local a = redis.call('HGET', settings, 'a')
+  return { string.sub(v, length + 1), user .. '\t' .. (r[1] and '1' or '0') .. '\t' .. (r[2] or '0') .. '\t' .. (r[3] or '0') .. '\t' .. (r[4] or '0') .. '\t' .. (a or '0'), string.sub(v, 1, length) }
 end
-local out = { v, user }
-for i = 1, #r do out[i + 2] = r[i] end
-return out
