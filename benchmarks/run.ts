@@ -2,7 +2,7 @@
 // measured in this run. Prints one table and writes benchmarks/results/{<date>,latest}.json
 // and benchmarks/results/ratios.svg (a partial run, with --only, writes partial-<date>.json only).
 //
-//   npm run bench                          everything (about 3 minutes)
+//   npm run bench                          everything (about 4 minutes)
 //   npm run bench -- --only=gate,verify    some scenarios (session-only is always run: it is the baseline)
 //   npm run bench -- --profile             the server runs with --cpu-prof (benchmarks/profiles/)
 //   npm run bench -- --autopipelining      the app's ioredis client with enableAutoPipelining (baseline too)
@@ -141,10 +141,11 @@ try {
     child.send({ type: 'counters' })
   })
 
-  // --- scenarios: a warm-up of each, then rounds. In each round every other scenario runs once,
-  // right between two half-length runs of the baseline (baseline, scenario, baseline): its ratio
-  // is to the baseline measured around it, so that a noisy neighbour or a drift of a few seconds
-  // weighs on both sides of the pair. Each round starts one scenario further on.
+  // --- scenarios: a warm-up of each, then rounds. In each round every other scenario runs twice,
+  // between two runs of the baseline (baseline, scenario, scenario, baseline: all four of the same
+  // length): its ratio is to the baseline measured around it, so that a noisy neighbour or a drift
+  // of a few seconds weighs on both sides of the pair, and each side pays autocannon's start (its
+  // connections) the same number of times. Each round starts one scenario further on.
   const scenarios = httpScenarios(pop, { rounds: ROUNDS }).filter((s) => only === undefined || only.includes(s.name) || s.name === 'session-only')
   for (const scenario of scenarios) {
     log(`warm-up ${scenario.name}: ${scenario.what}`)
@@ -178,12 +179,13 @@ try {
     const shift = (round - 1) % Math.max(1, others.length)
     for (const scenario of [...others.slice(shift), ...others.slice(0, shift)]) {
       const before = await measure(base, round, slot / 2)
-      const load = await measure(scenario, round, slot)
+      const first = await measure(scenario, round, slot / 2)
+      const second = await measure(scenario, round, slot / 2)
       const after = await measure(base, round, slot / 2)
       const around = paired.get(scenario.name) ?? { requests: 0, seconds: 0, ratios: [] }
       around.requests += before.requests + after.requests
       around.seconds += before.seconds + after.seconds
-      around.ratios.push(load.rps / ((before.requests + after.requests) / (before.seconds + after.seconds)))
+      around.ratios.push(((first.requests + second.requests) / (first.seconds + second.seconds)) / ((before.requests + after.requests) / (before.seconds + after.seconds)))
       paired.set(scenario.name, around)
     }
   }
@@ -202,7 +204,10 @@ try {
       expected: scenario.expected,
       unexpected: unexpected(scenario, load),
       ratio: 0,
-      rounds: acc.loads.map((l, i) => ({ rps: l.rps, ratio: paired.get(scenario.name)?.ratios[i] ?? 1 })),
+      // a scenario's two runs of a round as one (the baseline's rounds: each of its runs)
+      rounds: scenario === base
+        ? acc.loads.map((l) => ({ rps: l.rps, ratio: 1 }))
+        : (paired.get(scenario.name)?.ratios ?? []).map((ratio, i) => ({ rps: mergeLoads(acc.loads.slice(2 * i, 2 * i + 2)).rps, ratio })),
       baselineAround: scenario.name === 'session-only' ? null : pairedRps(scenario.name),
       target: scenario.target,
       met: null,
