@@ -15,9 +15,9 @@ export interface ScenarioReport {
   unexpected: Record<string, number>
   /** Throughput over the baseline's measured around this scenario's runs (see baselineAround), whatever the target. */
   ratio: number
-  /** req/s of the baseline (session-only) in the half-length runs just before and after each of this scenario's; null for the baseline itself. */
+  /** req/s of the baseline (session-only) in the runs interleaved with this scenario's; null for the baseline itself. */
   baselineAround: number | null
-  /** req/s of each round, and its ratio to the baseline runs around it, to show the noise. */
+  /** req/s of each round, and its ratio to the baseline interleaved with it, to show the noise. */
   rounds: Array<{ rps: number, ratio: number }>
   target: { of: ScenarioName, min: number } | null
   met: boolean | null
@@ -38,7 +38,7 @@ export interface ScenarioReport {
 export interface BenchReport {
   date: string
   machine: { cores: number, cpu: string, node: string, redis: string, platform: string, memoryGiB: number }
-  config: { connections: number, warmupSeconds: number, seconds: number, rounds: number, pipelining: number, redis: string, autoPipelining: boolean }
+  config: { connections: number, warmupSeconds: number, seconds: number, rounds: number, sliceMs: number, guardMs: number, countSeconds: number, pipelining: number, redis: string, autoPipelining: boolean }
   seeding: { ms: number, users: number, sessions: number, commands: number, enrolledUsers: number }
   scenarios: ScenarioReport[]
   core: CoreResult & { target: number, met: boolean }
@@ -112,13 +112,13 @@ export function renderNotes (r: BenchReport): string {
     .map((s) => `${s.name}: ${Object.entries(s.expected).map(([c, what]) => `${c} = ${what}`).join(', ')}`)
   const lines = [
     `${m.cores} cores (${m.cpu}), Node ${m.node}, Redis ${m.redis} (${r.config.redis}); ${r.date}.`,
-    `autocannon in the runner process, the app in a child process (ioredis ${r.config.autoPipelining ? 'with' : 'without'} auto-pipelining); ${r.config.connections} connections, pipelining ${r.config.pipelining}; ${r.config.warmupSeconds} s warm-up, then ${r.config.seconds} s per scenario in ${r.config.rounds} rounds; in each round every scenario runs twice between two runs of session-only (baseline, scenario, scenario, baseline, each a quarter of the round's share), and its ratio is to those (the "session-only around" column); each round starts one scenario further on. Ratio per round: ${r.scenarios.filter((s) => s.target !== null).map((s) => `${s.name} ${s.rounds.map((x) => x.ratio.toFixed(2)).join('/')}`).join(', ')}.`,
-    'Fair comparison: session-only, gate and gate-plain run in the same process, with the same @fastify/session options, RedisSessionStore class, Redis client and handler (each scope its own store instance: the plugin links the /app one to read the gate\'s state along with the session); session-only and gate send the very same cookies (verified sessions of enrolled users); fastify-totp is registered in a child scope that holds only the /app routes.',
+    `autocannon in the runner process, the app in a child process (ioredis ${r.config.autoPipelining ? 'with' : 'without'} auto-pipelining); ${r.config.connections} connections, pipelining ${r.config.pipelining}; ${r.config.warmupSeconds} s warm-up, then ${r.config.seconds} s per scenario in ${r.config.rounds} rounds; in each round every scenario runs once interleaved with session-only in one autocannon run (the two alternate every ${r.config.sliceMs} ms on the same connections; the first ${r.config.guardMs} ms of each slice, the first slice and the last two are not counted), and its ratio is to the session-only requests of the same runs (the "session-only around" column); each round starts one scenario further on. Redis commands, round trips and CPU per request: from a ${r.config.countSeconds} s run of each scenario alone after the rounds. Ratio per round: ${r.scenarios.filter((s) => s.target !== null).map((s) => `${s.name} ${s.rounds.map((x) => x.ratio.toFixed(2)).join('/')}`).join(', ')}.`,
+    'Fair comparison: session-only, gate and gate-plain run in the same process, with the same @fastify/session options, RedisSessionStore class, Redis client and handler (each scope its own store instance: the plugin links the /app one to read the gate\'s state along with the session); each sends its own users\' sessions, one per connection (session-only: as an app without the plugin keeps them; gate: verified sessions of enrolled users; gate-plain: sessions of users without TOTP), so that the two stores interleaved in one run never rewrite each other\'s values; fastify-totp is registered in a child scope that holds only the /app routes.',
     `Seeding: ${fmt(r.seeding.enrolledUsers)} enrolled users and ${fmt(r.seeding.sessions)} sessions (${fmt(r.seeding.commands)} Redis writes, pipelined) in ${(r.seeding.ms / 1000).toFixed(2)} s.`,
     `Redis memory per enrolled user: ${fmt(r.memory.bytesPerUser)} bytes (MEMORY USAGE of every key a user owns, ${r.memory.keysPerUser.toFixed(2)} keys/user, ${fmt(r.memory.sampledUsers)} users sampled, min ${r.memory.min}, max ${r.memory.max}; target ≤ ${r.memory.target}: ${r.memory.met ? 'met' : 'MISSED'}). A session (the app's, not the plugin's) takes ${fmt(r.memory.sessionBytes)} bytes.`,
     `Flood: ${fmt(r.flood.users)} users attacked (warm-up included), ${fmt(r.flood.lockedUsers)} of them locked after their free failures, ${r.flood.consumedSteps} time steps consumed, ${r.flood.verifiedSessions} verified sessions of theirs among ${fmt(r.flood.sessionsScanned)} sessions scanned.`,
     `Expected non-2xx: ${expectedNon2xx.join('; ')}.`,
-    'Redis cmds / req: INFO commandstats delta over the measured phases (commands run inside Lua scripts included) / requests; round trips / req: commands the app\'s ioredis client sent / requests; CPU µs / req: the app process\' CPU time (process.cpuUsage) and Redis\' (INFO cpu) / requests, steadier than req/s when other processes share the cores.'
+    'Redis cmds / req: INFO commandstats delta over the scenario\'s run alone (commands run inside Lua scripts included) / requests; round trips / req: commands the app\'s ioredis client sent / requests; CPU µs / req: the app process\' CPU time (process.cpuUsage) and Redis\' (INFO cpu) / requests, steadier than req/s when other processes share the cores.'
   ]
   for (const s of r.scenarios) for (const n of s.notes) lines.push(`${s.name}: ${n}`)
   lines.push(r.missed.length === 0 ? 'Every target met.' : `MISSED: ${r.missed.join('; ')}.`)

@@ -6,7 +6,7 @@
 //   npm run bench -- --only=gate,verify    some scenarios (session-only is always run: it is the baseline)
 //   npm run bench -- --profile             the server runs with --cpu-prof (benchmarks/profiles/)
 //   npm run bench -- --autopipelining      the app's ioredis client with enableAutoPipelining (baseline too)
-//   npm run bench -- --seconds=10 --rounds=5 --warmup=2 --connections=50 --users=100000
+//   npm run bench -- --seconds=10 --rounds=5 --slice=250 --guard=50 --count-seconds=2 --warmup=2 --connections=50 --users=100000
 //   node --import tsx benchmarks/profile-summary.ts benchmarks/profiles/<file>.cpuprofile   (after --profile)
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -21,7 +21,7 @@ import { DEFAULT_SESSION_PREFIX } from '../plugin/stores/session-store.js'
 import { runCore } from './core.js'
 import { commandStats, deleteMatching, redisCpuMicros, redisVersion, startPrivateRedis, statsDelta, type PrivateRedis } from './redis.js'
 import { loadFields, renderNotes, renderSvg, renderTable, type BenchReport, type ScenarioReport } from './report.js'
-import { httpScenarios, mergeLoads, runLoad, unexpected, type LoadResult, type ScenarioName } from './scenarios.js'
+import { httpScenarios, mergeLoads, runInterleaved, runLoad, unexpected, type LoadResult, type ScenarioName } from './scenarios.js'
 import { seed, type Population } from './seed.js'
 import { floodOutcome, memoryPerUser } from './checks.js'
 
@@ -38,11 +38,14 @@ const num = (name: string, def: number): number => {
 
 const SECONDS = num('seconds', 14)
 const ROUNDS = Math.round(num('rounds', 7))
+const SLICE_MS = num('slice', 250)
+const GUARD_MS = num('guard', 50)
+const COUNT_SECONDS = num('count-seconds', 2)
 const AUTO_PIPELINING = flag('autopipelining')
 const WARMUP = num('warmup', 2)
 const CONNECTIONS = num('connections', 50)
-const VERIFY_USERS = num('users', 100_000)
-const FLOOD_USERS = num('flood-users', 150 * (ROUNDS + 1))
+const VERIFY_USERS = num('users', 120_000)
+const FLOOD_USERS = num('flood-users', 150 * (ROUNDS + 2))
 const PROFILE = flag('profile')
 const only = arg('only')?.split(',') as ScenarioName[] | undefined
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
@@ -104,7 +107,7 @@ try {
     keyRing: createKeyRing(encryptionKey),
     sessionPrefix,
     sessionSecret,
-    counts: { verify: VERIFY_USERS, gate: CONNECTIONS, plain: CONNECTIONS, flood: FLOOD_USERS }
+    counts: { base: CONNECTIONS, verify: VERIFY_USERS, gate: CONNECTIONS, plain: CONNECTIONS, flood: FLOOD_USERS }
   })
   const pop: Population = seeded.population
   log(`seeded ${seeded.users} enrolled users and ${seeded.sessions} sessions in ${(seeded.ms / 1000).toFixed(2)} s`)
@@ -141,53 +144,58 @@ try {
     child.send({ type: 'counters' })
   })
 
-  // --- scenarios: a warm-up of each, then rounds. In each round every other scenario runs twice,
-  // between two runs of the baseline (baseline, scenario, scenario, baseline: all four of the same
-  // length): its ratio is to the baseline measured around it, so that a noisy neighbour or a drift
-  // of a few seconds weighs on both sides of the pair, and each side pays autocannon's start (its
-  // connections) the same number of times. Each round starts one scenario further on.
+  // --- scenarios: a warm-up of each, then rounds. In each round every other scenario runs once,
+  // interleaved with the baseline in one autocannon run: the two kinds of request alternate every
+  // SLICE_MS on the same connections (see runInterleaved), so that a noisy neighbour or a drift
+  // weighs on both alike; its ratio is to the baseline of the same runs. Each round starts one
+  // scenario further on. Then each scenario runs alone once, for the Redis command and CPU counts.
   const scenarios = httpScenarios(pop, { rounds: ROUNDS }).filter((s) => only === undefined || only.includes(s.name) || s.name === 'session-only')
   for (const scenario of scenarios) {
     log(`warm-up ${scenario.name}: ${scenario.what}`)
     await runLoad(url, scenario.options(0), { connections: CONNECTIONS, seconds: WARMUP })
     await settle()
   }
-  interface Acc { loads: LoadResult[], commands: Record<string, number>, trips: Record<string, number>, appCpu: number, redisCpu: number }
+  interface Acc { loads: LoadResult[], solo: LoadResult[], commands: Record<string, number>, trips: Record<string, number>, appCpu: number, redisCpu: number }
   const runs = new Map<ScenarioName, Acc>()
-  // per scenario: the baseline runs around it (requests and seconds), and each pair's ratio
+  const accOf = (name: ScenarioName): Acc => {
+    const acc = runs.get(name) ?? { loads: [], solo: [], commands: {}, trips: {}, appCpu: 0, redisCpu: 0 }
+    runs.set(name, acc)
+    return acc
+  }
+  // per scenario: the baseline interleaved with it (requests and seconds), and each round's ratio
   const paired = new Map<ScenarioName, { requests: number, seconds: number, ratios: number[] }>()
   const add = (into: Record<string, number>, d: Record<string, number>): void => { for (const [k, v] of Object.entries(d)) into[k] = (into[k] ?? 0) + v }
-  const measure = async (scenario: (typeof scenarios)[number], round: number, seconds: number): Promise<LoadResult> => {
-    const [cs0, c0, rc0] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
-    const load = await runLoad(url, scenario.options(round), { connections: CONNECTIONS, seconds })
-    await settle()
-    const [cs1, c1, rc1] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
-    const acc = runs.get(scenario.name) ?? { loads: [], commands: {}, trips: {}, appCpu: 0, redisCpu: 0 }
-    acc.loads.push(load)
-    add(acc.commands, statsDelta(cs0, cs1))
-    add(acc.trips, statsDelta(c0.roundTrips, c1.roundTrips))
-    acc.appCpu += c1.cpuMicros - c0.cpuMicros
-    acc.redisCpu += rc1 - rc0
-    runs.set(scenario.name, acc)
-    log(`round ${round} ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}`)
-    return load
-  }
   const base = scenarios.find((s) => s.name === 'session-only') as (typeof scenarios)[number]
   const others = scenarios.filter((s) => s !== base)
   const slot = SECONDS / ROUNDS
   for (let round = 1; round <= ROUNDS; round++) {
     const shift = (round - 1) % Math.max(1, others.length)
     for (const scenario of [...others.slice(shift), ...others.slice(0, shift)]) {
-      const before = await measure(base, round, slot / 2)
-      const first = await measure(scenario, round, slot / 2)
-      const second = await measure(scenario, round, slot / 2)
-      const after = await measure(base, round, slot / 2)
+      const [baseline, load] = await runInterleaved(url, [base.request(round), scenario.request(round)], { connections: CONNECTIONS, seconds: 2 * slot, sliceMs: SLICE_MS, guardMs: GUARD_MS })
+      await settle()
+      accOf(base.name).loads.push(baseline)
+      accOf(scenario.name).loads.push(load)
       const around = paired.get(scenario.name) ?? { requests: 0, seconds: 0, ratios: [] }
-      around.requests += before.requests + after.requests
-      around.seconds += before.seconds + after.seconds
-      around.ratios.push(((first.requests + second.requests) / (first.seconds + second.seconds)) / ((before.requests + after.requests) / (before.seconds + after.seconds)))
+      around.requests += baseline.requests
+      around.seconds += baseline.seconds
+      around.ratios.push(load.rps / baseline.rps)
       paired.set(scenario.name, around)
+      log(`round ${round} ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}, session-only ${Math.round(baseline.rps)} req/s ${JSON.stringify(baseline.statuses)}: ${(load.rps / baseline.rps).toFixed(2)}`)
     }
+  }
+  // each scenario alone: Redis commands (INFO commandstats), the app's round trips, CPU
+  for (const scenario of scenarios) {
+    const [cs0, c0, rc0] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
+    const load = await runLoad(url, scenario.options(ROUNDS + 1), { connections: CONNECTIONS, seconds: COUNT_SECONDS })
+    await settle()
+    const [cs1, c1, rc1] = await Promise.all([commandStats(redis), counters(), redisCpuMicros(redis)])
+    const acc = accOf(scenario.name)
+    acc.solo.push(load)
+    add(acc.commands, statsDelta(cs0, cs1))
+    add(acc.trips, statsDelta(c0.roundTrips, c1.roundTrips))
+    acc.appCpu += c1.cpuMicros - c0.cpuMicros
+    acc.redisCpu += rc1 - rc0
+    log(`alone ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}`)
   }
   const pairedRps = (name: ScenarioName): number => {
     const p = paired.get(name) as { requests: number, seconds: number }
@@ -197,28 +205,30 @@ try {
   const reports: ScenarioReport[] = scenarios.map((scenario) => {
     const acc = runs.get(scenario.name) as Acc
     const load = mergeLoads(acc.loads)
+    const solo = mergeLoads(acc.solo)
+    const all = mergeLoads([...acc.loads, ...acc.solo])
     return {
       name: scenario.name,
       what: scenario.what,
       ...loadFields(load),
+      statuses: all.statuses,
       expected: scenario.expected,
-      unexpected: unexpected(scenario, load),
+      unexpected: unexpected(scenario, all),
       ratio: 0,
-      // a scenario's two runs of a round as one (the baseline's rounds: each of its runs)
       rounds: scenario === base
         ? acc.loads.map((l) => ({ rps: l.rps, ratio: 1 }))
-        : (paired.get(scenario.name)?.ratios ?? []).map((ratio, i) => ({ rps: mergeLoads(acc.loads.slice(2 * i, 2 * i + 2)).rps, ratio })),
+        : (paired.get(scenario.name)?.ratios ?? []).map((ratio, i) => ({ rps: acc.loads[i].rps, ratio })),
       baselineAround: scenario.name === 'session-only' ? null : pairedRps(scenario.name),
       target: scenario.target,
       met: null,
       redis: {
         per: scenario.perRequest,
-        commandsPerRequest: sum(acc.commands) / Math.max(1, load.requests),
+        commandsPerRequest: sum(acc.commands) / Math.max(1, solo.requests),
         commands: acc.commands,
-        roundTripsPerRequest: sum(acc.trips) / Math.max(1, load.requests),
+        roundTripsPerRequest: sum(acc.trips) / Math.max(1, solo.requests),
         roundTrips: acc.trips
       },
-      cpu: { appMicrosPerRequest: acc.appCpu / Math.max(1, load.requests), redisMicrosPerRequest: acc.redisCpu / Math.max(1, load.requests) },
+      cpu: { appMicrosPerRequest: acc.appCpu / Math.max(1, solo.requests), redisMicrosPerRequest: acc.redisCpu / Math.max(1, solo.requests) },
       notes: scenario.notes()
     }
   })
@@ -264,8 +274,8 @@ try {
       platform: `${os.platform()} ${os.release()} ${os.arch()}`,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30 * 10) / 10
     },
-    config: { connections: CONNECTIONS, warmupSeconds: WARMUP, seconds: SECONDS, rounds: ROUNDS, pipelining: 1, redis: shared ? 'REDIS_URL, shared' : 'private redis-server', autoPipelining: AUTO_PIPELINING },
-    seeding: { ms: seeded.ms, users: seeded.users + CONNECTIONS, sessions: seeded.sessions, commands: seeded.commands, enrolledUsers: seeded.users },
+    config: { connections: CONNECTIONS, warmupSeconds: WARMUP, seconds: SECONDS, rounds: ROUNDS, sliceMs: SLICE_MS, guardMs: GUARD_MS, countSeconds: COUNT_SECONDS, pipelining: 1, redis: shared ? 'REDIS_URL, shared' : 'private redis-server', autoPipelining: AUTO_PIPELINING },
+    seeding: { ms: seeded.ms, users: seeded.users + 2 * CONNECTIONS, sessions: seeded.sessions, commands: seeded.commands, enrolledUsers: seeded.users },
     scenarios: reports,
     core: { ...core, target: coreTarget, met: core.ratio >= coreTarget },
     memory,

@@ -39,6 +39,8 @@ class Seeded implements SeededUser {
 }
 
 export interface Population {
+  /** The baseline's users: signed in, sessions as an app without the plugin keeps them (no `totp` mark, no header). */
+  base: SeededUser[]
   /** Enrolled users with a pending (signed-in, unverified) session: one per verification. */
   verify: SeededUser[]
   /** Enrolled users with a verified session. */
@@ -58,7 +60,7 @@ export interface SeedOptions {
   keyRing: KeyRing
   sessionPrefix: string
   sessionSecret: string
-  counts: { verify: number, gate: number, plain: number, flood: number }
+  counts: { base: number, verify: number, gate: number, plain: number, flood: number }
 }
 
 export interface SeedResult { population: Population, ms: number, users: number, sessions: number, commands: number }
@@ -84,12 +86,13 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
   // confirmed a while ago: the last accepted step is well behind the current one
   const seededStep = timeStepAt(DEFAULT_TOTP_PARAMS) - 100
   const groups: Array<{ name: keyof Omit<Population, 'seededStep'>, prefix: string, enrolled: boolean, verified: boolean }> = [
+    { name: 'base', prefix: 'b', enrolled: false, verified: false },
     { name: 'verify', prefix: 'v', enrolled: true, verified: false },
     { name: 'gate', prefix: 'g', enrolled: true, verified: true },
     { name: 'plain', prefix: 'p', enrolled: false, verified: false },
     { name: 'flood', prefix: 'f', enrolled: true, verified: false }
   ]
-  const population: Population = { verify: [], gate: [], plain: [], flood: [], seededStep }
+  const population: Population = { base: [], verify: [], gate: [], plain: [], flood: [], seededStep }
   const pipe = await RespPipe.connect(opts.redisUrl)
   let users = 0
   let sessions = 0
@@ -116,7 +119,8 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
-        pipe.send(['SET', opts.sessionPrefix + sessionId, sessionValue(opts.keys, user, group.enrolled, group.verified ? 1 : null), 'PX', SESSION_TTL])
+        const value = group.name === 'base' ? JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data' }) : sessionValue(opts.keys, user, group.enrolled, group.verified ? 1 : null)
+        pipe.send(['SET', opts.sessionPrefix + sessionId, value, 'PX', SESSION_TTL])
         sessions++
         population[group.name].push(new Seeded(id, secret, sessionId, signer))
         await pipe.maybeFlush()

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis'
 import { buildBenchApp } from '../benchmarks/app.js'
 import { floodOutcome, memoryPerUser } from '../benchmarks/checks.js'
 import { runCore } from '../benchmarks/core.js'
-import { httpScenarios, runLoad, unexpected } from '../benchmarks/scenarios.js'
+import { httpScenarios, runInterleaved, runLoad, unexpected } from '../benchmarks/scenarios.js'
 import { seed, TENANT } from '../benchmarks/seed.js'
 import { SECRET_PURPOSE } from '../plugin/context.js'
 import { createKeyRing, seal } from '../plugin/crypto/seal.js'
@@ -34,11 +34,11 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
     keyRing,
     sessionPrefix: 'sess:',
     sessionSecret,
-    counts: { verify: 400, gate: 10, plain: 10, flood: 2 * FLOOD_PER_SLOT }
+    counts: { base: 10, verify: 3000, gate: 10, plain: 10, flood: 3 * FLOOD_PER_SLOT }
   })
   const pop = seeded.population
-  t.equal(seeded.users, 400 + 10 + 2 * FLOOD_PER_SLOT, 'enrolled users seeded')
-  t.equal(seeded.sessions, 400 + 10 + 10 + 2 * FLOOD_PER_SLOT, 'one session each')
+  t.equal(seeded.users, 3000 + 10 + 3 * FLOOD_PER_SLOT, 'enrolled users seeded')
+  t.equal(seeded.sessions, 10 + 3000 + 10 + 10 + 3 * FLOOD_PER_SLOT, 'one session each')
   t.equal(await redis.dbsize(), seeded.users + seeded.sessions, 'every write landed')
 
   // The seeded hash has the fields the store's own scripts write at enrolment.
@@ -70,6 +70,24 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   t.equal(flooded.statuses['401'], DEFAULT_LOCKOUT.freeFailures * FLOOD_PER_SLOT, 'flood: 5 wrong codes per user answer 401')
   t.equal(flooded.statuses['429'], amountOf('flood') - DEFAULT_LOCKOUT.freeFailures * FLOOD_PER_SLOT, 'flood: the rest is locked out')
   t.same(scenarios.flatMap((s) => s.notes()), [], 'verify: no user reused')
+
+  // the rounds' runs: the baseline and a scenario alternate on the same connections, and each
+  // answer is counted for the kind of request it answered
+  const byName = (name: string) => scenarios.find((s) => s.name === name)!
+  const [baseline, gated] = await runInterleaved(url, [byName('session-only').request(1), byName('gate-plain').request(1)], { connections: 4, seconds: 1, sliceMs: 100, guardMs: 20 })
+  for (const [name, r] of [['session-only', baseline], ['gate-plain', gated]] as const) {
+    t.ok(r.requests > 0 && r.rps > 0, `interleaved ${name}: answers counted (${r.requests})`)
+    t.same(unexpected(byName(name), r), {}, `interleaved ${name}: only expected answers`)
+    t.equal(r.latencies.length, r.requests)
+  }
+  t.equal(baseline.seconds, 3 * 0.08, 'the baseline: slices 2, 4 and 6 of 10 counted, 80 ms each')
+  t.equal(gated.seconds, 4 * 0.08, 'the scenario: slices 1, 3, 5 and 7')
+  const [health, verify] = await runInterleaved(url, [byName('health').request(1), byName('verify').request(1)], { connections: 4, seconds: 1, sliceMs: 100, guardMs: 20 })
+  t.ok(health.requests > 0 && verify.requests > 0)
+  t.same(health.statuses, { 200: health.requests }, 'health answers 200 in its slices')
+  t.same(verify.statuses, { 200: verify.requests }, 'each verification a fresh user: 200')
+  t.throws(() => { void runInterleaved(url, [byName('health').request(1), byName('health').request(1)], { connections: 1, seconds: 0.4, sliceMs: 100, guardMs: 20 }) }, /at least 5 slices/)
+  t.throws(() => { void runInterleaved(url, [byName('health').request(1), byName('health').request(1)], { connections: 1, seconds: 1, sliceMs: 100, guardMs: 100 }) }, /guard shorter/)
 
   const flood = await floodOutcome(redis, keys, 'sess:', pop)
   t.equal(flood.verifiedSessions, 0, 'no flooded session is verified')
