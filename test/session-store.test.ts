@@ -300,7 +300,7 @@ t.test('a linked store reads with EVALSHA; a server that lost the script (restar
   const client = new Redis(server.port, '127.0.0.1')
   t.teardown(() => client.disconnect())
   const attached: string[] = []
-  const lua = "local v = redis.call('GET', KEYS[1]) if not v then return false end return { v, 'along:' .. KEYS[1], '' }"
+  const lua = "local v = redis.call('GET', KEYS[1]) if not v then return false end return { v, 'along:' .. KEYS[1] }"
   const store = new RedisSessionStore({ client, prefix: 'sess:' })
   t.equal(store.link({ client, lua, header: () => '', attach: (_session, fields) => { attached.push(fields) } }), true)
   const get = promisify(store.get.bind(store))

@@ -49,11 +49,11 @@ type Done<T> = (err: Error | null, value?: T) => void
 export interface SessionReadAlong {
   /** The client the reader's keys live on: only the store's own client, standalone, links. */
   readonly client: Redis | Cluster
-  /** Lua run instead of GET (KEYS[1]: the session key); answers nil, `{ value }` or `{ json, fields, header }`. */
+  /** Lua run instead of GET (KEYS[1]: the session key); answers nil, `{ value }` or `{ value, fields }` (value: as stored, header line included). */
   readonly lua: string
   /** The header line (`!...\n`) stored before this session's JSON, naming what to read along; '' for none. */
   header(session: Session): string
-  /** Hands what was read along (the reply's second string) and the header it was read by to the parsed session. */
+  /** Hands what was read along (the reply's second string) and the header line it was read by to the parsed session. */
   attach(session: Session, fields: string, header: string): void
 }
 
@@ -61,7 +61,7 @@ export interface SessionReadAlong {
 // wraps each call in a command subclass and a promise of its own: a measurable part of the
 // gate's cost on every request); NOSCRIPT, the first time on a server, falls back to EVAL.
 const UTF8 = { replyEncoding: 'utf8' } as const
-type ReadReply = [string] | [string, string, string] | null
+type ReadReply = [string] | [string, string] | null
 const NOSCRIPT = (err: unknown): boolean => String((err as Error)?.message).startsWith('NOSCRIPT')
 
 const HEADER = 33 // '!'
@@ -169,9 +169,10 @@ export class RedisSessionStore implements SessionStore {
           callback(null, null)
           return
         }
-        const session = parse(reply.length === 3 ? reply[0] : storedJson(reply[0]))
+        const value = reply[0]
+        const session = parse(storedJson(value))
         // { value } alone: nothing was read along (no header)
-        if (session !== null && reply.length === 3) reader.attach(session, reply[1], reply[2])
+        if (session !== null && reply.length === 2) reader.attach(session, reply[1], value.slice(0, value.indexOf('\n') + 1))
         callback(null, session)
       })
     }
