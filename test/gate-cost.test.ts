@@ -169,3 +169,25 @@ t.test('R3 a key prefix holding a tab or a newline is never named in a read-alon
   }
   t.equal(readAlongHeader(new KeyLayout('totp:', 64), { t: 'default' } as never), '', 'a mark that names no user')
 })
+
+t.test('R5 a stored header that names the right user but other settings or pending keys is not trusted: the gate reads apart', async (t) => {
+  const { app, redis, keyPrefix, during } = await monitored(t)
+  const agent = new Agent(app)
+  await agent.login('bob')
+  const id = (): string => decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]
+  t.equal((await agent.get('/api/profile')).statusCode, 200, 'bob has no TOTP and nothing is enforced')
+  const key = `${keyPrefix}sess:${id()}`
+  const stored = (await (redis as Redis).get(key)) as string
+  const [header, json] = [stored.slice(0, stored.indexOf('\n') + 1), stored.slice(stored.indexOf('\n') + 1)]
+  const [mode, user, settings, pending] = header.slice(1, -1).split('\t')
+  // the tenant enforces TOTP on all users (every shard's copy), then the header is tampered with
+  await app.totp.setSettings({ enforceAll: true }, { tenant: 'default', actorId: 'admin' })
+  for (const [what, line] of [['settings', `!${mode}\t${user}\t${settings}-elsewhere\t${pending}\n`], ['pending', `!${mode}\t${user}\t${settings}\t${pending}x\n`]]) {
+    await (redis as Redis).set(key, line + json)
+    const { plugin } = await during(async () => {
+      t.equal((await agent.get('/api/profile')).statusCode, 403, `${what} key not bob's: enforcement applies`)
+    })
+    t.equal(plugin.length, 1, `${what}: the gate read apart`)
+    t.equal(((await (redis as Redis).get(key)) as string).split('\n')[0] + '\n', header, `${what}: the next save writes bob's own header again`)
+  }
+})

@@ -169,9 +169,16 @@ export class RedisTotpStore implements TotpStore {
     if (along === undefined || along.owner !== this) return null
     // session.lua's fields: the user hash, the gate's five, then (mode 'c') the check's five
     const f = along.parsed ??= along.fields.split('\t')
-    if (f[0] !== this.keys.user(ref)) return null
+    const user = f[0]
+    if (user !== this.keys.user(ref)) return null
+    // the rest of the header (settings, pending) was read as stored: it must be this user's too
+    const cut = user.lastIndexOf('}') + 1
+    const tag = user.slice(0, cut)
+    const rest = `\t${user}\t${tag}t\t${tag}p:${user.slice(cut + 2)}\n`
+    if (along.header.length !== rest.length + 2 || !along.header.endsWith(rest)) return null
     along.user = ref
-    const gate: GateState = { enabled: f[1] === '1', enforced: f[2] === '1', gen: Number(f[3]), lockedUntil: Number(f[4]), enforceAll: f[5] === '1' }
+    // numbers as gate.lua reads them (tonumber)
+    const gate: GateState = { enabled: f[1] === '1', enforced: Number(f[2]) === 1, gen: Number(f[3]), lockedUntil: Number(f[4]), enforceAll: Number(f[5]) === 1 }
     if (f.length === 11) return { gate, secret: { sealed: f[6] || null, pending: f[7] || null, lastStep: Number(f[8]), lockedForMs: Number(f[9]), gen: gate.gen, consumer: f[10] || null } }
     return check ? null : { gate, secret: null }
   }
