@@ -52,10 +52,14 @@ export class KeyLayout {
    * header); null when the prefix holds a tab or a newline (encoded ids never do).
    */
   readAlongNames (ref: UserRef): string | null {
-    if (!this.#headerSafe) return null
-    const tag = this.userTag(ref)
-    const id = enc(ref.userId)
-    return `${tag}u:${id}\t${tag}t\t${tag}p:${id}`
+    return this.#headerSafe ? this.readAlongNamesOf(this.user(ref)) : null
+  }
+
+  /** The same names, from the user's hash key (`user`): settings and pending share its tag and id. */
+  readAlongNamesOf (userKey: string): string {
+    const cut = userKey.lastIndexOf('}') + 1 // the tag's end: encoded ids hold no '}'
+    const tag = userKey.slice(0, cut)
+    return `${userKey}\t${tag}t\t${tag}p:${userKey.slice(cut + 2)}`
   }
 
   ip (ip: string): string {

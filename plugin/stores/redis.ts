@@ -172,10 +172,7 @@ export class RedisTotpStore implements TotpStore {
     const user = f[0]
     if (user !== this.keys.user(ref)) return null
     // the rest of the header (settings, pending) was read as stored: it must be this user's too
-    const cut = user.lastIndexOf('}') + 1
-    const tag = user.slice(0, cut)
-    const rest = `\t${user}\t${tag}t\t${tag}p:${user.slice(cut + 2)}\n`
-    if (along.header.length !== rest.length + 2 || !along.header.endsWith(rest)) return null
+    if (along.header.slice(3, -1) !== this.keys.readAlongNamesOf(user)) return null
     along.user = ref
     // numbers as gate.lua reads them (tonumber)
     const gate: GateState = { enabled: f[1] === '1', enforced: Number(f[2]) === 1, gen: Number(f[3]), lockedUntil: Number(f[4]), enforceAll: Number(f[5]) === 1 }
