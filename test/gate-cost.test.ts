@@ -191,3 +191,21 @@ t.test('R5 a stored header that names the right user but other settings or pendi
     t.equal(((await (redis as Redis).get(key)) as string).split('\n')[0] + '\n', header, `${what}: the next save writes bob's own header again`)
   }
 })
+
+t.test('R3 a session stored with a header but no totp mark (the app dropped it) is read apart, and named again', async (t) => {
+  const { app, redis, keyPrefix, during } = await monitored(t)
+  const agent = new Agent(app)
+  await agent.login('bob')
+  t.equal((await agent.get('/api/profile')).statusCode, 200)
+  const key = `${keyPrefix}sess:${decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]}`
+  const stored = (await (redis as Redis).get(key)) as string
+  const nl = stored.indexOf('\n')
+  const session = JSON.parse(stored.slice(nl + 1)) as Record<string, unknown>
+  delete session.totp
+  await (redis as Redis).set(key, stored.slice(0, nl + 1) + JSON.stringify(session))
+  const { plugin } = await during(async () => {
+    t.equal((await agent.get('/api/profile')).statusCode, 200)
+  })
+  t.equal(plugin.length, 1, 'nothing to hand over: the gate read apart')
+  t.match(JSON.parse(((await (redis as Redis).get(key)) as string).split('\n')[1]), { totp: { t: 'default', u: 'bob' } }, 'the session names bob again')
+})
