@@ -82,7 +82,7 @@ const secretState = (r: Reply, o = 0): SecretState =>
 const READ_ALONG = Symbol('fastify-totp read along')
 // `header`: the header line the session was read by; `user`: the user it was checked to name
 // (readAlong), so that the next write can reuse that line while the session names that user.
-interface ReadAlongReply { owner: RedisTotpStore; fields: string; header: string; parsed?: string[]; user?: UserRef }
+interface ReadAlongReply { owner: RedisTotpStore; fields: string; header: string; user?: UserRef }
 
 /**
  * The header line a linked RedisSessionStore writes before a session's JSON (see session.lua):
@@ -94,8 +94,11 @@ export function readAlongHeader (keys: KeyLayout, mark: TotpSessionState | undef
   if (mark === undefined || mark === null || typeof mark.u !== 'string' || typeof mark.t !== 'string') return ''
   const names = keys.readAlongNames({ tenant: mark.t, userId: mark.u })
   if (names === null) return ''
-  return `!${typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'}\t${names}\n`
+  return `!${headerMode(mark)}\t${names}\n`
 }
+
+// 'c' while a code check may come next (no verified generation, the user has a secret), else 'g'
+const headerMode = (mark: TotpSessionState): 'c' | 'g' => typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'
 
 /** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */
 export class RedisTotpStore implements TotpStore {
@@ -147,7 +150,7 @@ export class RedisTotpStore implements TotpStore {
         const along = (mark as { [READ_ALONG]?: ReadAlongReply } | null | undefined)?.[READ_ALONG]
         // the line read, while the session names the user it was checked for, in the same mode
         if (along !== undefined && along.owner === this && along.user !== undefined && mark!.u === along.user.userId &&
-          mark!.t === along.user.tenant && along.header.charCodeAt(1) === (typeof mark!.g !== 'number' && mark!.p === 1 ? 99 : 103)) return along.header
+          mark!.t === along.user.tenant && along.header[1] === headerMode(mark!)) return along.header
         return readAlongHeader(this.keys, mark)
       },
       attach: (session, fields, header) => {
@@ -168,7 +171,7 @@ export class RedisTotpStore implements TotpStore {
     // read by another store, or for another user (the app changed the session's user since)
     if (along === undefined || along.owner !== this) return null
     // session.lua's fields: the user hash, the gate's five, then (mode 'c') the check's five
-    const f = along.parsed ??= along.fields.split('\t')
+    const f = along.fields.split('\t')
     const user = f[0]
     if (user !== this.keys.user(ref)) return null
     // the rest of the header (settings, pending) was read as stored: it must be this user's too

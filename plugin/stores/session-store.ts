@@ -169,10 +169,15 @@ export class RedisSessionStore implements SessionStore {
           callback(null, null)
           return
         }
+        // { value } alone: nothing was read along (no header); else the script parsed a header line
+        if (reply.length === 1) {
+          callback(null, parse(storedJson(reply[0])))
+          return
+        }
         const value = reply[0]
-        const session = parse(storedJson(value))
-        // { value } alone: nothing was read along (no header)
-        if (session !== null && reply.length === 2) reader.attach(session, reply[1], value.slice(0, value.indexOf('\n') + 1))
+        const nl = value.indexOf('\n')
+        const session = parse(value.slice(nl + 1))
+        if (session !== null) reader.attach(session, reply[1], value.slice(0, nl + 1))
         callback(null, session)
       })
     }
