@@ -77,8 +77,11 @@ export function sessionCookie (signer: Signer, sessionId: string): string {
  */
 export function sessionValue (keys: KeyLayout, user: SessionUser, enrolled: boolean, verifiedGen: number | null): string {
   const totp: TotpSessionState = verifiedGen !== null ? { t: user.tenant, u: user.id, g: verifiedGen } : enrolled ? { t: user.tenant, u: user.id, p: 1 } : { t: user.tenant, u: user.id }
-  return readAlongHeader(keys, totp) + JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
+  return readAlongHeader(keys, totp) + appSession(user, totp)
 }
+
+/** The app's own session JSON (as an app without the plugin keeps it, or with the plugin's `totp` mark). */
+const appSession = (user: SessionUser, totp?: TotpSessionState): string => JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
 
 export async function seed (opts: SeedOptions): Promise<SeedResult> {
   const started = performance.now()
@@ -119,7 +122,7 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
-        const value = group.name === 'base' ? JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data' }) : sessionValue(opts.keys, user, group.enrolled, group.verified ? 1 : null)
+        const value = group.name === 'base' ? appSession(user) : sessionValue(opts.keys, user, group.enrolled, group.verified ? 1 : null)
         pipe.send(['SET', opts.sessionPrefix + sessionId, value, 'PX', SESSION_TTL])
         sessions++
         population[group.name].push(new Seeded(id, secret, sessionId, signer))
