@@ -6,8 +6,6 @@ import { startRedis } from './support/redis-servers.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
 import { readAlongHeader } from '../plugin/stores/redis.js'
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
 /**
  * An app on a private Redis whose commands are counted with MONITOR. `during(fn)` runs fn and
  * returns the round trips it caused, split into the plugin's and the session store's
@@ -23,13 +21,26 @@ async function monitored (t: Test, opts: BuildOptions = {}): Promise<Built & { d
   const monitor = await redis.monitor()
   t.teardown(() => monitor.disconnect())
   let seen: string[][] = []
-  monitor.on('monitor', (_time: string, args: string[], source: string) => { if (source !== 'lua') seen.push(args) })
-  await sleep(50)
+  // MONITOR lags on a busy machine: a marker sent on the client and seen on the monitor is a
+  // point before which every earlier command has been seen too
+  let marks = 0
+  const waiting = new Map<string, () => void>()
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (args[0]?.toLowerCase() === 'echo' && waiting.has(args[1])) waiting.get(args[1])?.()
+    else if (source !== 'lua') seen.push(args)
+  })
+  const settled = (): Promise<void> => new Promise((resolve) => {
+    const mark = `monitored-${++marks}`
+    waiting.set(mark, resolve)
+    void redis.echo(mark)
+  })
+  await settled()
   const sessionPrefix = `${built.keyPrefix}sess:`
   const during = async (fn: () => Promise<void>): Promise<{ plugin: string[][]; sessions: string[][] }> => {
+    await settled()
     seen = []
     await fn()
-    await sleep(100)
+    await settled()
     return {
       plugin: seen.filter((args) => args.some((a) => a.startsWith(built.keyPrefix) && !a.startsWith(sessionPrefix))),
       sessions: seen.filter((args) => args.some((a) => a.startsWith(sessionPrefix)))
