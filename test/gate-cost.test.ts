@@ -1,10 +1,11 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
-import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode, type Built, type BuildOptions } from './helpers.js'
+import { inspect } from 'node:util'
+import { Agent, awayFromStepEdge, build, codeFor, enrol, REDIS_URL, wrongCode, type Built, type BuildOptions } from './helpers.js'
 import { startRedis } from './support/redis-servers.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
-import { readAlongHeader } from '../plugin/stores/redis.js'
+import { readAlongHeader, RedisTotpStore } from '../plugin/stores/redis.js'
 
 /**
  * An app on a private Redis whose commands are counted with MONITOR. `during(fn)` runs fn and
@@ -219,4 +220,37 @@ t.test('R3 a session stored with a header but no totp mark (the app dropped it) 
   })
   t.equal(plugin.length, 1, 'nothing to hand over: the gate read apart')
   t.match(JSON.parse(((await (redis as Redis).get(key)) as string).split('\n')[1]), { totp: { t: 'default', u: 'bob' } }, 'the session names bob again')
+})
+
+t.test('R3 read-along names are remembered by tenant and user id apart (no joined key two pairs could share), and rebuilt past the bound', async (t) => {
+  const keys = new KeyLayout('totp:', 64)
+  const names = (ref: { tenant: string, userId: string }): string => `${keys.user(ref)}\t${keys.settingsFor(ref)}\t${keys.pending(ref)}`
+  const a = { tenant: 'a\nb', userId: 'c' }
+  const b = { tenant: 'a', userId: 'b\nc' }
+  t.equal(keys.readAlongNames(a), names(a))
+  t.equal(keys.readAlongNames(b), names(b), 'the pair that a joined key would confuse with the first')
+  t.equal(keys.readAlongNames(a), names(a), 'remembered')
+  let wrong = 0
+  for (let i = 0; i < 10_050; i++) {
+    const ref = { tenant: `t${i % 7}`, userId: `u${i}` }
+    if (keys.readAlongNames(ref) !== names(ref)) wrong++
+  }
+  t.equal(wrong, 0, 'more users than remembered: each still gets its own names')
+  t.equal(keys.readAlongNames(b), names(b), 'forgotten past the bound, then built again')
+})
+
+t.test('R3 what a session was read along with stays out of its JSON and out of a log of it (mode c holds a sealed secret)', async (t) => {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true })
+  t.teardown(() => redis.disconnect())
+  const store = new RedisTotpStore({ client: redis, lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  const reader = store.sessionReader()
+  if (reader === null) throw new Error('a standalone client without keyPrefix reads along')
+  const mark = { t: 'default', u: 'alice', p: 1 as const }
+  const session = { uid: 'alice', totp: mark }
+  const header = readAlongHeader(store.keys, mark)
+  reader.attach(session as never, '1\t0\t1\t0\t0\tSEALED-SECRET\t\t5\t0\tconsumer', header)
+  t.equal(JSON.stringify(session), '{"uid":"alice","totp":{"t":"default","u":"alice","p":1}}')
+  t.notMatch(inspect(session, { showHidden: true, depth: 10 }), /SEALED-SECRET/)
+  t.match(store.readAlong({ tenant: 'default', userId: 'alice' }, session, true), { gate: { enabled: true, gen: 1 }, secret: { sealed: 'SEALED-SECRET', lastStep: 5, consumer: 'consumer' } }, 'the gate still reads it')
+  t.equal(store.readAlong({ tenant: 'other', userId: 'alice' }, session, true), null, 'for the user its header names only')
 })

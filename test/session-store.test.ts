@@ -300,11 +300,11 @@ t.test('a linked store reads with EVALSHA; a server that lost the script (restar
   const client = new Redis(server.port, '127.0.0.1')
   t.teardown(() => client.disconnect())
   const attached: string[] = []
-  const lua = "local v = redis.call('GET', KEYS[1]) if not v then return false end return { v, 'along:' .. KEYS[1] }"
+  const lua = "local v = redis.call('GET', KEYS[1]) if not v then return false end return 'along:' .. KEYS[1] .. '\\n' .. v"
   const store = new RedisSessionStore({ client, prefix: 'sess:' })
   t.equal(store.link({ client, lua, header: () => '', attach: (_session, fields) => { attached.push(fields) } }), true)
   const get = promisify(store.get.bind(store))
-  await client.set('sess:a', JSON.stringify({ value: 'v' }))
+  await client.set('sess:a', `!h\n${JSON.stringify({ value: 'v' })}`)
   const sent: string[] = []
   const monitor = await client.monitor()
   t.teardown(() => monitor.disconnect())

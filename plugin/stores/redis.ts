@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { inspect } from 'node:util'
 import type { Cluster, Redis, Result } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { DEFAULT_KEY_PREFIX, DEFAULT_SETTINGS_SHARDS, DEFAULT_TIMEOUT } from '../options.js'
@@ -78,11 +79,16 @@ const secretState = (r: Reply, o = 0): SecretState =>
   ({ sealed: (r[o + 5] as string) || null, pending: (r[o + 6] as string) || null, lastStep: Number(r[o + 7]), lockedForMs: Number(r[o + 8]), gen: Number(r[o + 2]), consumer: (r[o + 9] as string) || null })
 
 // Where a session holds what was read along with it: on its `totp` mark, under a symbol, so
-// that neither the session's JSON nor a log of it carries it.
+// that the session's JSON never carries it (and its class keeps it out of logs of the mark).
 const READ_ALONG = Symbol('fastify-totp read along')
 // `header`: the header line the session was read by; `user`: the user it was checked to name
 // (readAlong), so that the next write can reuse that line while the session names that user.
-interface ReadAlongReply { owner: RedisTotpStore; fields: string; header: string; user?: UserRef }
+class ReadAlongReply {
+  user: UserRef | undefined = undefined
+  constructor (readonly owner: RedisTotpStore, readonly fields: string, readonly header: string) {}
+  // mode 'c' fields hold a sealed secret: keep them out of util.inspect / console.log of a session
+  [inspect.custom] (): string { return '[fastify-totp read along]' }
+}
 
 /**
  * The header line a linked RedisSessionStore writes before a session's JSON (see session.lua):
@@ -154,10 +160,9 @@ export class RedisTotpStore implements TotpStore {
         return readAlongHeader(this.keys, mark)
       },
       attach: (session, fields, header) => {
-        const mark = session.totp
+        const mark = session.totp as { [READ_ALONG]?: ReadAlongReply } | null | undefined
         if (mark === null || typeof mark !== 'object') return
-        const along: ReadAlongReply = { owner: this, fields, header }
-        Object.defineProperty(mark, READ_ALONG, { value: along, configurable: true })
+        mark[READ_ALONG] = new ReadAlongReply(this, fields, header)
       }
     }
   }
@@ -170,16 +175,18 @@ export class RedisTotpStore implements TotpStore {
     const along = (mark as { [READ_ALONG]?: ReadAlongReply })[READ_ALONG]
     // read by another store, or for another user (the app changed the session's user since)
     if (along === undefined || along.owner !== this) return null
-    // session.lua's fields: the user hash, the gate's five, then (mode 'c') the check's five
-    const f = along.fields.split('\t')
-    const user = f[0]
-    if (user !== this.keys.user(ref)) return null
-    // the rest of the header (settings, pending) was read as stored: it must be this user's too
-    if (along.header.slice(3, -1) !== this.keys.readAlongNamesOf(user)) return null
+    // the header line is the one session.lua matched and read the keys of ('!', mode, '\t',
+    // names, '\n'): they must be this user's (a line naming another user, or this user with
+    // another tenant's settings, is read apart and named again on the next write)
+    const names = this.keys.readAlongNames(ref)
+    const header = along.header
+    if (names === null || header.length !== names.length + 4 || !header.startsWith(names, 3)) return null
     along.user = ref
+    // session.lua's fields: the gate's five, then (mode 'c') the check's five
+    const f = along.fields.split('\t')
     // numbers as gate.lua reads them (tonumber)
-    const gate: GateState = { enabled: f[1] === '1', enforced: Number(f[2]) === 1, gen: Number(f[3]), lockedUntil: Number(f[4]), enforceAll: Number(f[5]) === 1 }
-    if (f.length === 11) return { gate, secret: { sealed: f[6] || null, pending: f[7] || null, lastStep: Number(f[8]), lockedForMs: Number(f[9]), gen: gate.gen, consumer: f[10] || null } }
+    const gate: GateState = { enabled: f[0] === '1', enforced: Number(f[1]) === 1, gen: Number(f[2]), lockedUntil: Number(f[3]), enforceAll: Number(f[4]) === 1 }
+    if (f.length === 10) return { gate, secret: { sealed: f[5] || null, pending: f[6] || null, lastStep: Number(f[7]), lockedForMs: Number(f[8]), gen: gate.gen, consumer: f[9] || null } }
     return check ? null : { gate, secret: null }
   }
 

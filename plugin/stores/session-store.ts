@@ -49,11 +49,15 @@ type Done<T> = (err: Error | null, value?: T) => void
 export interface SessionReadAlong {
   /** The client the reader's keys live on: only the store's own client, standalone, links. */
   readonly client: Redis | Cluster
-  /** Lua run instead of GET (KEYS[1]: the session key); answers nil, `{ value }` or `{ value, fields }` (value: as stored, header line included). */
+  /**
+   * Lua run instead of GET (KEYS[1]: the session key); answers nil (no session), `{ value }`
+   * (nothing read along), or one string: the fields read along, '\n', then the value as stored,
+   * starting with its header line.
+   */
   readonly lua: string
   /** The header line (`!...\n`) stored before this session's JSON, naming what to read along; '' for none. */
   header(session: Session): string
-  /** Hands what was read along (the reply's second string) and the header line it was read by to the parsed session. */
+  /** Hands what was read along (the reply's fields) and the header line it was read by to the parsed session. */
   attach(session: Session, fields: string, header: string): void
 }
 
@@ -61,7 +65,7 @@ export interface SessionReadAlong {
 // wraps each call in a command subclass and a promise of its own: a measurable part of the
 // gate's cost on every request); NOSCRIPT, the first time on a server, falls back to EVAL.
 const UTF8 = { replyEncoding: 'utf8' } as const
-type ReadReply = [string] | [string, string] | null
+type ReadReply = string | [string] | null
 const NOSCRIPT = (err: unknown): boolean => String((err as Error)?.message).startsWith('NOSCRIPT')
 
 const HEADER = 33 // '!'
@@ -169,15 +173,16 @@ export class RedisSessionStore implements SessionStore {
           callback(null, null)
           return
         }
-        // { value } alone: nothing was read along (no header); else the script parsed a header line
-        if (reply.length === 1) {
+        // { value } alone: nothing was read along (no header)
+        if (typeof reply !== 'string') {
           callback(null, parse(storedJson(reply[0])))
           return
         }
-        const value = reply[0]
-        const nl = value.indexOf('\n')
-        const session = parse(value.slice(nl + 1))
-        if (session !== null) reader.attach(session, reply[1], value.slice(0, nl + 1))
+        // fields '\n' header line '\n' JSON: the script matched the header line, both newlines are there
+        const end = reply.indexOf('\n')
+        const json = reply.indexOf('\n', end + 1) + 1
+        const session = parse(reply.slice(json))
+        if (session !== null) reader.attach(session, reply.slice(0, end), reply.slice(end + 1, json))
         callback(null, session)
       })
     }

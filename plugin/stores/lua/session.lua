@@ -8,11 +8,12 @@
 -- every request, and each call, closure and table here costs the whole app's Redis CPU);
 -- lib.lua, read.lua and session-check.lua (mode 'c') come after this file, so that mode 'g'
 -- returns before their functions are even defined.
--- Returns nil (no session), { value } (no header), or { value, fields }: the value as stored
--- (the caller splits header and JSON: no copy of either is made here), and the fields joined by
--- tabs: the user hash first (what the reader checks it asked for), then the gate's five (enabled
--- 1/0, enforced, generation, locked until, enforce all), then in mode 'c' read_check's five
--- (sealed secret, sealed pending, last step, lock left ms, consumer).
+-- Returns nil (no session), { value } (no header), or one string: the fields joined by tabs,
+-- '\n', then the value as stored (one string, not a table: this runs on every request). The
+-- caller splits the header line off the value: the line matched here, naming the keys read.
+-- The fields: the gate's five (enabled 1/0, enforced, generation, locked until, enforce all),
+-- then in mode 'c' read_check's five (sealed secret, sealed pending, last step, lock left ms,
+-- consumer).
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 local mode, user, settings, pending = string.match(v, '^!([cg])\t([^\t\n]+)\t([^\t\n]+)\t([^\t\n]+)\n')
@@ -20,5 +21,5 @@ if not mode then return { v } end
 if mode == 'g' then
   local r = redis.call('HMGET', user, 's', 'e', 'g', 'k')
   local a = redis.call('HGET', settings, 'a')
-  return { v, user .. '\t' .. (r[1] and '1' or '0') .. '\t' .. (r[2] or '0') .. '\t' .. (r[3] or '0') .. '\t' .. (r[4] or '0') .. '\t' .. (a or '0') }
+  return (r[1] and '1' or '0') .. '\t' .. (r[2] or '0') .. '\t' .. (r[3] or '0') .. '\t' .. (r[4] or '0') .. '\t' .. (a or '0') .. '\n' .. v
 end
