@@ -1,4 +1,5 @@
-// The server process of the benchmark (forked by run.ts, so autocannon's CPU is not the app's).
+// The server process of the benchmark (forked by run.ts, so autocannon's CPU is not the app's;
+// run.ts compiles it with tsc first and runs the JavaScript: benchmarks/tsconfig.json).
 // Config comes in BENCH_CONFIG (JSON); it answers over IPC: 'ready' with its port, and
 // 'counters' with the Redis round trips its client has sent so far, by command, and its CPU time.
 import { Redis } from 'ioredis'
