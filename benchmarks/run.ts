@@ -59,7 +59,6 @@ const RESULTS = here('./results/')
 const BUILD = here('./.build/')
 const PROFILES = here('./profiles/')
 
-// --- Redis: REDIS_URL (shared: own key prefix, keys deleted at the end) or a private server
 /**
  * Compiles the server and the plugin with tsc into benchmarks/.build (benchmarks/tsconfig.json):
  * the app runs the plugin's JavaScript as `npm run build` ships it, not through tsx, whose
@@ -76,6 +75,7 @@ function compileServer (): string {
   return `${BUILD}benchmarks/server.js`
 }
 
+// --- Redis: REDIS_URL (shared: own key prefix, keys deleted at the end) or a private server
 let privateRedis: PrivateRedis | null = null
 let redisUrl = process.env.REDIS_URL
 const shared = redisUrl !== undefined
