@@ -70,9 +70,10 @@ export function attemptResult (r: Reply): AttemptResult {
   }
 }
 
-// read.lua's fields, from offset o of a reply
+// read.lua's fields, from offset o of a reply: numbers from a script's table, strings from the
+// read along's tab-joined fields (numbers as the scripts read them, with tonumber)
 const gateState = (r: Reply, o = 0): GateState =>
-  ({ enabled: r[o] === 1, enforced: r[o + 1] === 1, gen: Number(r[o + 2]), lockedUntil: Number(r[o + 3]), enforceAll: r[o + 4] === 1 })
+  ({ enabled: Number(r[o]) === 1, enforced: Number(r[o + 1]) === 1, gen: Number(r[o + 2]), lockedUntil: Number(r[o + 3]), enforceAll: Number(r[o + 4]) === 1 })
 
 // read_check's fields after the gate's five
 const secretState = (r: Reply, o = 0): SecretState =>
@@ -81,10 +82,8 @@ const secretState = (r: Reply, o = 0): SecretState =>
 // Where a session holds what was read along with it: on its `totp` mark, under a symbol, so
 // that the session's JSON never carries it (and its class keeps it out of logs of the mark).
 const READ_ALONG = Symbol('fastify-totp read along')
-// `header`: the header line the session was read by; `user`: the user it was checked to name
-// (readAlong), so that the next write can reuse that line while the session names that user.
+// `header`: the header line the session was read by (what readAlong checks the user against).
 class ReadAlongReply {
-  user: UserRef | undefined = undefined
   constructor (readonly owner: RedisTotpStore, readonly fields: string, readonly header: string) {}
   // mode 'c' fields hold a sealed secret: keep them out of util.inspect / console.log of a session
   [inspect.custom] (): string { return '[fastify-totp read along]' }
@@ -100,11 +99,9 @@ export function readAlongHeader (keys: KeyLayout, mark: TotpSessionState | undef
   if (mark === undefined || mark === null || typeof mark.u !== 'string' || typeof mark.t !== 'string') return ''
   const names = keys.readAlongNames({ tenant: mark.t, userId: mark.u })
   if (names === null) return ''
-  return `!${headerMode(mark)}\t${names}\n`
+  // 'c' while a code check may come next (no verified generation, the user has a secret), else 'g'
+  return `!${typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'}\t${names}\n`
 }
-
-// 'c' while a code check may come next (no verified generation, the user has a secret), else 'g'
-const headerMode = (mark: TotpSessionState): 'c' | 'g' => typeof mark.g !== 'number' && mark.p === 1 ? 'c' : 'g'
 
 /** The shared store: a standalone Redis or a Redis Cluster, one atomic script per security step. */
 export class RedisTotpStore implements TotpStore {
@@ -151,14 +148,8 @@ export class RedisTotpStore implements TotpStore {
     return this.reader ??= {
       client: this.client,
       lua: SESSION_READ_LUA,
-      header: (session) => {
-        const mark = session.totp
-        const along = (mark as { [READ_ALONG]?: ReadAlongReply } | null | undefined)?.[READ_ALONG]
-        // the line read, while the session names the user it was checked for, in the same mode
-        if (along !== undefined && along.owner === this && along.user !== undefined && mark!.u === along.user.userId &&
-          mark!.t === along.user.tenant && along.header[1] === headerMode(mark!)) return along.header
-        return readAlongHeader(this.keys, mark)
-      },
+      // built from the mark on every save: the names are remembered per user (KeyLayout)
+      header: (session) => readAlongHeader(this.keys, session.totp),
       attach: (session, fields, header) => {
         const mark = session.totp as { [READ_ALONG]?: ReadAlongReply } | null | undefined
         if (mark === null || typeof mark !== 'object') return
@@ -181,13 +172,10 @@ export class RedisTotpStore implements TotpStore {
     const names = this.keys.readAlongNames(ref)
     const header = along.header
     if (names === null || header.length !== names.length + 4 || !header.startsWith(names, 3)) return null
-    along.user = ref
-    // session.lua's fields: the gate's five, then (mode 'c') the check's five
+    // session.lua's fields: the gate's five, then (mode 'c') the check's five, as check.lua's
     const f = along.fields.split('\t')
-    // numbers as gate.lua reads them (tonumber)
-    const gate: GateState = { enabled: f[0] === '1', enforced: Number(f[1]) === 1, gen: Number(f[2]), lockedUntil: Number(f[3]), enforceAll: Number(f[4]) === 1 }
-    if (f.length === 10) return { gate, secret: { sealed: f[5] || null, pending: f[6] || null, lastStep: Number(f[7]), lockedForMs: Number(f[8]), gen: gate.gen, consumer: f[9] || null } }
-    return check ? null : { gate, secret: null }
+    if (f.length === 10) return { gate: gateState(f), secret: secretState(f) }
+    return check ? null : { gate: gateState(f), secret: null }
   }
 
   async gate (ref: UserRef): Promise<GateState> {
