@@ -50,6 +50,10 @@ async function monitored (t: Test, opts: BuildOptions = {}): Promise<Built & { d
   return { ...built, during }
 }
 
+// The Redis key of the session an agent's cookie names (the id before the signature).
+const sessionKey = (agent: Agent, keyPrefix: string): string =>
+  `${keyPrefix}sess:${decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]}`
+
 t.test('R3 the gate reads along with the session: no command of its own, one script per protected request (counted with MONITOR)', async (t) => {
   const { app, keyPrefix, during } = await monitored(t)
   const { agent } = await enrol(app, 'alice')
@@ -147,10 +151,7 @@ t.test('R4 the read-along header follows the session\'s user: kept while it name
   const { secret } = await enrol(app, 'alice')
   const agent = new Agent(app)
   await agent.login('alice')
-  const stored = async (): Promise<string> => {
-    const id = decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]
-    return (await (redis as Redis).get(`${keyPrefix}sess:${id}`)) as string
-  }
+  const stored = async (): Promise<string> => (await (redis as Redis).get(sessionKey(agent, keyPrefix))) as string
   const header = async (): Promise<string> => (await stored()).split('\n')[0]
   const named = (mode: string, user: string): RegExp => new RegExp(`^!${mode}\\t${keyPrefix}\\{default:\\d+\\}u:${user}\\t`)
 
@@ -174,21 +175,22 @@ t.test('R4 the read-along header follows the session\'s user: kept while it name
 
 t.test('R3 a key prefix holding a tab or a newline is never named in a read-along header (the gate reads apart)', async (t) => {
   const mark = { t: 'default', u: 'a\tb\nc' }
-  t.equal(readAlongHeader(new KeyLayout('totp:', 64), mark), `!g\ttotp:{default:${new KeyLayout('totp:', 64).shardOf(mark.u)}}u:a%09b%0Ac\ttotp:{default:${new KeyLayout('totp:', 64).shardOf(mark.u)}}t\ttotp:{default:${new KeyLayout('totp:', 64).shardOf(mark.u)}}p:a%09b%0Ac\n`, 'ids are encoded')
+  const keys = new KeyLayout('totp:', 64)
+  const tag = `totp:{default:${keys.shardOf(mark.u)}}`
+  t.equal(readAlongHeader(keys, mark), `!g\t${tag}u:a%09b%0Ac\t${tag}t\t${tag}p:a%09b%0Ac\n`, 'ids are encoded')
   for (const prefix of ['to\ttp:', 'to\ntp:']) {
     t.equal(new KeyLayout(prefix, 64).readAlongNames({ tenant: 'default', userId: 'alice' }), null)
     t.equal(readAlongHeader(new KeyLayout(prefix, 64), mark), '')
   }
-  t.equal(readAlongHeader(new KeyLayout('totp:', 64), { t: 'default' } as never), '', 'a mark that names no user')
+  t.equal(readAlongHeader(keys, { t: 'default' } as never), '', 'a mark that names no user')
 })
 
 t.test('R5 a stored header that names the right user but other settings or pending keys is not trusted: the gate reads apart', async (t) => {
   const { app, redis, keyPrefix, during } = await monitored(t)
   const agent = new Agent(app)
   await agent.login('bob')
-  const id = (): string => decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]
   t.equal((await agent.get('/api/profile')).statusCode, 200, 'bob has no TOTP and nothing is enforced')
-  const key = `${keyPrefix}sess:${id()}`
+  const key = sessionKey(agent, keyPrefix)
   const stored = (await (redis as Redis).get(key)) as string
   const [header, json] = [stored.slice(0, stored.indexOf('\n') + 1), stored.slice(stored.indexOf('\n') + 1)]
   const [mode, user, settings, pending] = header.slice(1, -1).split('\t')
@@ -209,7 +211,7 @@ t.test('R3 a session stored with a header but no totp mark (the app dropped it) 
   const agent = new Agent(app)
   await agent.login('bob')
   t.equal((await agent.get('/api/profile')).statusCode, 200)
-  const key = `${keyPrefix}sess:${decodeURIComponent((agent.cookie as string).slice('sessionId='.length)).split('.')[0]}`
+  const key = sessionKey(agent, keyPrefix)
   const stored = (await (redis as Redis).get(key)) as string
   const nl = stored.indexOf('\n')
   const session = JSON.parse(stored.slice(nl + 1)) as Record<string, unknown>
