@@ -37,6 +37,9 @@ t.test('S7 bad bodies get 400 FST_TOTP_BAD_REQUEST and change nothing', async (t
     }
     const huge = await agent.request('POST', route, JSON.stringify({ code: 'x'.repeat(1024 * 1024) }), { 'content-type': 'application/json' })
     t.equal(huge.statusCode, 413, `${route} 1 MB body`)
+    const over = await agent.request('POST', route, JSON.stringify({ code: 'x'.repeat(1024) }), { 'content-type': 'application/json' })
+    t.equal(over.statusCode, 413, `${route} just over 1 KiB`)
+    t.equal(over.json().code, 'FST_ERR_CTP_BODY_TOO_LARGE', `${route} just over 1 KiB`)
   }
   t.equal(events.length, before, 'no failure was charged (one would lock)')
   t.equal((await a.post('/totp/verify', { code: codeFor(secret) })).statusCode, 200, 'the right code still works')
@@ -53,5 +56,9 @@ t.test('S7 bad admin input gets 400', async (t) => {
     t.equal(res.json().code, 'FST_TOTP_BAD_REQUEST')
   }
   t.equal((await admin.put('/totp/settings', { enforceAll: 'true' })).statusCode, 400)
+  // Fastify's router refuses a path parameter over its maxParamLength (100 by default) first
+  const long = await admin.get(`/totp/users/${'a'.repeat(101)}`)
+  t.equal(long.statusCode, 414, 'a user id over the router\'s 100 characters')
+  t.equal(long.json().code, 'FST_ERR_MAX_PARAM_LENGTH')
   t.equal((await admin.get('/totp/users/alice')).json().enforced, false, 'nothing changed')
 })

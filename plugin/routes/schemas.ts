@@ -39,9 +39,11 @@ export const settingsBody = {
 /** Strict validation and FST_TOTP_BAD_REQUEST for anything malformed, in the plugin's own scope. */
 export function strictInput (scope: FastifyInstance): void {
   scope.setValidatorCompiler(({ schema }) => ajv.compile(schema))
-  scope.addHook('onRequest', (_request, reply, done) => {
+  // on send, not on request: the gate's hook (the app's scope) runs before any hook of this
+  // scope, so a refusal of the gate (401, 403, 503) would otherwise go out without it
+  scope.addHook('onSend', (_request, reply, payload, done) => {
     reply.header('cache-control', 'no-store')
-    done()
+    done(null, payload)
   })
   scope.setErrorHandler((err: FastifyError, request, reply) => {
     const malformed = err.validation !== undefined ||
