@@ -1,4 +1,4 @@
-import createError from '@fastify/error'
+import { createError } from '@fastify/error'
 
 /** Every error the plugin answers with, in Fastify's `{ statusCode, code, error, message }` shape. */
 export const TotpUnauthenticatedError = createError('FST_TOTP_UNAUTHENTICATED', 'Sign in first', 401)
