@@ -103,7 +103,6 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
     for (const group of groups) {
       const n = opts.counts[group.name]
       const secrets = group.enrolled ? randomBytes(20 * n) : null
-      const tokens = randomBytes(12 * n)
       // session ids as @fastify/session makes them: 24 random bytes, base64url
       const ids = randomBytes(24 * n)
       for (let i = 0; i < n; i++) {
@@ -114,11 +113,10 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           secret = secrets.subarray(20 * i, 20 * (i + 1))
           const ref = { tenant: TENANT, userId: id }
           const sealed = seal(opts.keyRing, secret, { ...ref, purpose: SECRET_PURPOSE })
-          // fields as confirm.lua leaves them: s = sealed secret, l = last step, c = the consumer
-          // token of the session that confirmed (16 characters), g = generation
-          const consumer = tokens.subarray(12 * i, 12 * (i + 1)).toString('base64url')
+          // fields as confirm.lua leaves them: s = sealed secret (body), v = its key id,
+          // l = last step, g = generation
           const dot = sealed.indexOf('.')
-          pipe.send(['HSET', opts.keys.user(ref), 's', sealed.slice(dot + 1), 'v', sealed.slice(0, dot), 'l', String(seededStep), 'c', consumer, 'g', '1'])
+          pipe.send(['HSET', opts.keys.user(ref), 's', sealed.slice(dot + 1), 'v', sealed.slice(0, dot), 'l', String(seededStep), 'g', '1'])
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { open, type KeyRing } from './crypto/seal.js'
 import { TotpInvalidCodeError, TotpLockedError, TotpUnauthenticatedError, TotpUnavailableError } from './errors.js'
@@ -97,14 +96,17 @@ export const lockedUntilIso = (state: GateState): string | null =>
  * `afterTimeStep`, and charge a failure for a wrong code (which refuses an IP over its budget).
  * Returns the state, the matched step and `ip`: when the read came along with the session, the
  * IP's budget was not read, and the caller's deciding call (consume, confirm) checks it with `ip`.
+ * `fresh`: read the state again rather than take the gate's (which the request's headers brought,
+ * maybe long before its body).
  */
 export async function checkCode (
   ctx: TotpContext, request: FastifyRequest<{ Body: { code: string } }>, reply: FastifyReply, ref: UserRef,
   failedType: 'verify.failed' | 'setup.failed',
-  pick: (st: SecretState) => { sealed: string; afterTimeStep: number }
+  pick: (st: SecretState) => { sealed: string; afterTimeStep: number },
+  fresh = false
 ): Promise<{ st: SecretState; sealed: string; timeStep: number; ip: string | undefined }> {
   // a route without `readsCode` (none of the plugin's) reads here instead
-  const read = checks.get(request) ?? await guarded(ctx.store.check(ref, request.ip))
+  const read = (fresh ? undefined : checks.get(request)) ?? await guarded(ctx.store.check(ref, request.ip))
   const st = read.secret
   const { sealed, afterTimeStep } = pick(st)
   if (st.lockedForMs > 0) locked(reply, st.lockedForMs)
@@ -129,14 +131,6 @@ export async function failure (ctx: TotpContext, request: FastifyRequest, reply:
   }
   throw new TotpInvalidCodeError()
 }
-
-/**
- * Who is consuming a time step: a digest of the session id the request came with (before S5
- * changes it). Lets that session, and only it, complete a verification whose answer it never
- * got (a timeout, a 503) with the same code.
- */
-export const consumerToken = (request: FastifyRequest): string =>
-  createHash('sha256').update(String(request.session.sessionId)).digest('base64url').slice(0, 16)
 
 /** S5: a new session id once a code is verified; the app's own session data is carried over. */
 export async function markVerified (request: FastifyRequest, ref: UserRef, gen: number): Promise<void> {

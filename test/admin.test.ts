@@ -1,5 +1,8 @@
+import { connect } from 'node:net'
+import { AbilityBuilder, createMongoAbility } from '@casl/ability'
 import t from 'tap'
-import { Agent, build, codeFor, enrol } from './helpers.js'
+import { MemoryTotpStore } from '../plugin/index.js'
+import { Agent, awayFromStepEdge, build, codeFor, enrol } from './helpers.js'
 
 type Action = 'read' | 'revoke' | 'enforce'
 interface Case { actor: string; actorTenant?: string; target: string; relation: string; read: number; revoke: number; enforce: number; reason?: RegExp }
@@ -151,6 +154,80 @@ t.test('S1 every answer of the plugin\'s routes carries Cache-Control: no-store 
   t.equal(ok.statusCode, 200)
   t.equal(ok.headers['cache-control'], 'no-store')
   t.equal((await alice.agent.get('/api/profile')).headers['cache-control'], undefined, 'the app\'s own routes are the app\'s business')
+})
+
+// A POST /totp/verify whose headers (and so the gate's read) arrive now and whose body comes later.
+async function heldVerify (app: import('fastify').FastifyInstance, cookie: string): Promise<(code: string) => Promise<{ status: number, body: string }>> {
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = new URL(address)
+  const socket = connect(Number(port), '127.0.0.1')
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => { received += chunk })
+  const answered = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  socket.write(`POST /totp/verify HTTP/1.1\r\nhost: localhost\r\ncookie: ${cookie}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n`)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  return async (code) => {
+    socket.write(JSON.stringify({ code }))
+    await answered
+    return { status: Number(received.split(' ')[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) }
+  }
+}
+
+t.test('R4 revocation: a /verify whose body arrives after the secret was revoked and replaced cannot verify with the revoked secret', async (t) => {
+  await awayFromStepEdge(8000)
+  const { app } = await build(t)
+  const alice = await enrol(app, 'alice')
+  const attacker = new Agent(app)
+  await attacker.login('alice')
+  const send = await heldVerify(app, attacker.cookie as string)
+  const manager = new Agent(app)
+  await manager.login('manager')
+  t.equal((await manager.delete('/totp/users/alice/secret')).statusCode, 204, 'revoked while the body is held')
+  const setup = await alice.agent.post('/totp/setup')
+  t.equal((await alice.agent.post('/totp/setup/confirm', { code: codeFor(setup.json().secret) })).statusCode, 200, 'alice enrols a new secret')
+  // the revoked secret's next code: a step newer than the new secret's confirming one
+  const res = await send(codeFor(alice.secret, 1))
+  t.equal(res.status, 401, 'checked again against the secret there now')
+  t.match(JSON.parse(res.body), { code: 'FST_TOTP_INVALID_CODE' })
+  t.equal((await attacker.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'the attacker\'s session stays unverified')
+})
+
+t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement, whatever the app\'s defineAbilities grants', async (t) => {
+  // an app's own rules that grant everything to everyone
+  const anything = (): never => {
+    const b = new AbilityBuilder(createMongoAbility)
+    b.can('manage', 'all')
+    return b.build() as never
+  }
+  const { app } = await build(t, { plugin: { defineAbilities: anything } })
+  const admin = await enrol(app, 'admin')
+  const own = await admin.agent.delete('/totp/users/admin/secret')
+  t.equal(own.statusCode, 403)
+  t.match(own.json(), { code: 'FST_TOTP_FORBIDDEN', message: /R4: nobody revokes their own secret/ })
+  const enforce = await admin.agent.put('/totp/users/admin/enforcement', { enforced: false })
+  t.equal(enforce.statusCode, 403)
+  t.match(enforce.json(), { code: 'FST_TOTP_FORBIDDEN', message: /R5: nobody changes their own enforcement/ })
+  t.equal((await admin.agent.get('/totp/status')).json().enabled, true, 'the secret is still there')
+  t.equal((await admin.agent.delete('/totp/users/alice/secret')).statusCode, 204, 'the app\'s rules decide the rest')
+})
+
+t.test('S6 a verification whose user\'s secret keeps changing under it fails closed with 503 after three reads', async (t) => {
+  await awayFromStepEdge()
+  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  let consumes = 0
+  const changing = Object.assign(Object.create(store) as MemoryTotpStore, {
+    consume: async () => { consumes++; return { ok: false as const, reason: 'changed' as const } }
+  })
+  const { app } = await build(t, { plugin: { store: changing } })
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  const res = await a.post('/totp/verify', { code: codeFor(secret) })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
+  t.equal(consumes, 3, 'three reads, three tries')
+  t.equal((await a.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED')
 })
 
 t.test('R4 revoking a signed-in, verified user: the next request is treated as a user with no secret (or setup required where enforced)', async (t) => {

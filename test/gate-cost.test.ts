@@ -250,9 +250,9 @@ t.test('R3 what a session was read along with stays out of its JSON and out of a
   const mark = { t: 'default', u: 'alice', p: 1 as const }
   const session = { uid: 'alice', totp: mark }
   const header = readAlongHeader(store.keys, mark)
-  reader.attach(session as never, '1\t0\t1\t0\t0\tSEALED-SECRET\t\t5\t0\tconsumer', header)
+  reader.attach(session as never, '1\t0\t1\t0\t0\tSEALED-SECRET\t\t5\t0', header)
   t.equal(JSON.stringify(session), '{"uid":"alice","totp":{"t":"default","u":"alice","p":1}}')
   t.notMatch(inspect(session, { showHidden: true, depth: 10 }), /SEALED-SECRET/)
-  t.match(store.readAlong({ tenant: 'default', userId: 'alice' }, session, true), { gate: { enabled: true, gen: 1 }, secret: { sealed: 'SEALED-SECRET', lastStep: 5, consumer: 'consumer' } }, 'the gate still reads it')
+  t.match(store.readAlong({ tenant: 'default', userId: 'alice' }, session, true), { gate: { enabled: true, gen: 1 }, secret: { sealed: 'SEALED-SECRET', lastStep: 5 } }, 'the gate still reads it')
   t.equal(store.readAlong({ tenant: 'other', userId: 'alice' }, session, true), null, 'for the user its header names only')
 })

@@ -58,3 +58,41 @@ t.test('S3 codes outside the window are refused', async (t) => {
   t.equal((await a.post('/totp/verify', { code: codeFor(secret, 2) })).statusCode, 401, 'two steps ahead')
   t.equal((await a.post('/totp/verify', { code: codeFor(secret, -3) })).statusCode, 401, 'three steps back')
 })
+
+t.test('S3 replay: 10 parallel verifications with one valid code in one session: exactly one succeeds', async (t) => {
+  await awayFromStepEdge(5000)
+  const { app } = await build(t)
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  const cookie = a.cookie as string
+  const code = codeFor(secret)
+  const results = await Promise.all(Array.from({ length: 10 }, () => app.inject({ method: 'POST', url: '/totp/verify', payload: { code }, headers: { cookie } })))
+  t.equal(results.filter((r) => r.statusCode === 200).length, 1, 'exactly one 200')
+  t.ok(results.filter((r) => r.statusCode !== 200).every((r) => ['FST_TOTP_INVALID_CODE', 'FST_TOTP_LOCKED'].includes(r.json().code)), 'the others: a reused code')
+  const verified = results.map((r) => r.cookies.find((c) => c.name === 'sessionId')).filter((c, i) => c !== undefined && results[i].statusCode === 200)
+  t.equal(verified.length, 1, 'one verified session')
+})
+
+t.test('S3/S5 the session id a verification replaced, saved again by a request still in flight on it, cannot use the code again', async (t) => {
+  await awayFromStepEdge(5000)
+  const { app, redis, keyPrefix } = await build(t)
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  const before = a.cookie as string
+  const sessionKey = `${keyPrefix}sess:${decodeURIComponent(before.slice('sessionId='.length)).split('.')[0]}`
+  const value = await redis.get(sessionKey)
+  t.ok(value, 'the pre-verification session is stored')
+  const code = codeFor(secret)
+  t.equal((await a.post('/totp/verify', { code })).statusCode, 200)
+  t.equal(await redis.get(sessionKey), null, 'S5: its id is gone')
+  // what @fastify/session's rolling save does for a request that loaded the old session before
+  await redis.set(sessionKey, value as string, 'PX', 60_000)
+  const old = new Agent(app)
+  old.cookie = before
+  const replay = await old.post('/totp/verify', { code })
+  t.equal(replay.statusCode, 401)
+  t.equal(replay.json().code, 'FST_TOTP_INVALID_CODE', 'a reused code, whichever session sends it')
+  t.equal((await old.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'the old id stays unverified')
+})

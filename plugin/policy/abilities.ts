@@ -12,6 +12,10 @@ export type TotpSubjectType = 'TotpStatus' | 'TotpSecret' | 'TotpEnforcement' | 
 export type TargetSubject = (TargetFields & ForcedSubject<'TotpStatus'>) | (TargetFields & ForcedSubject<'TotpSecret'>) | (TargetFields & ForcedSubject<'TotpEnforcement'>)
 export type SettingsSubject = { tenant: string } & ForcedSubject<'TotpSettings'>
 export type TotpAbility = MongoAbility<[TotpAction, TotpSubjectType | TargetSubject | SettingsSubject]>
+/** The refusals no ability lifts (the admin routes check them too, whatever `defineAbilities` returns). */
+export const SELF_REVOKE = 'R4: nobody revokes their own secret'
+export const SELF_ENFORCE = 'R5: nobody changes their own enforcement'
+
 /** Builds a user's ability. Replace it with the `defineAbilities` option. */
 export type AbilityBuilderFn = (user: TotpUser) => TotpAbility
 export type { AbilityBuilderFn as AbilityBuilder }
@@ -52,8 +56,8 @@ export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder
   if (!read && !admin) b.cannot('read', 'TotpSettings').because('R7: reading tenant settings needs READ or ADMIN on User management')
   // an app's own rules go here: they can lift the refusals above (e.g. let ancestors revoke), not the ones below
   extend?.(b, user)
-  b.cannot('revoke', 'TotpSecret', { userId: user.id }).because('R4: nobody revokes their own secret')
-  b.cannot('update', 'TotpEnforcement', { userId: user.id }).because('R5: nobody changes their own enforcement')
+  b.cannot('revoke', 'TotpSecret', { userId: user.id }).because(SELF_REVOKE)
+  b.cannot('update', 'TotpEnforcement', { userId: user.id }).because(SELF_ENFORCE)
   for (const s of ['TotpStatus', 'TotpSecret', 'TotpEnforcement', 'TotpSettings'] as const) {
     b.cannot(['read', 'revoke', 'update'], s, { tenant: { $ne: tenant } }).because('another tenant')
   }

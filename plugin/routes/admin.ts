@@ -3,7 +3,7 @@ import { TotpForbiddenError, TotpUserNotFoundError } from '../errors.js'
 import { requireUser, type TotpContext } from '../context.js'
 import { DEFAULT_TENANT, type TotpUser } from '../options.js'
 import type { TotpOperator } from '../operator.js'
-import { refusal, settingsSubject, targetSubject, type TotpAction, type TotpSubjectType } from '../policy/abilities.js'
+import { refusal, SELF_ENFORCE, SELF_REVOKE, settingsSubject, targetSubject, type TotpAction, type TotpSubjectType } from '../policy/abilities.js'
 import { enforcementBody, settingsBody, userParams } from './schemas.js'
 
 type UserRoute = { Params: { userId: string } }
@@ -17,6 +17,9 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
     const target = await findUser!(ref.tenant, request.params.userId)
     // an unknown user, or one of another tenant, is not found
     if (target === null || target === undefined || (target.tenant ?? DEFAULT_TENANT) !== ref.tenant) throw new TotpUserNotFoundError()
+    // R4/R5 "whatever the roles": never oneself, even where an app's own `defineAbilities` would allow it
+    if (target.id === actor.id && action === 'revoke') throw new TotpForbiddenError(SELF_REVOKE)
+    if (target.id === actor.id && action === 'update') throw new TotpForbiddenError(SELF_ENFORCE)
     const why = refusal(ctx.abilities(actor), action, targetSubject(type, target))
     if (why !== null) throw new TotpForbiddenError(why)
     return { actor, target, tenant: ref.tenant }

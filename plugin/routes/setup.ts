@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import QRCode from 'qrcode'
 import { seal } from '../crypto/seal.js'
 import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
-import { checkCode, consumerToken, failure, guarded, locked, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
+import { checkCode, failure, guarded, locked, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { encodeSecret, generateSecret, keyUri } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
@@ -39,7 +39,7 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
       return { sealed: st.pending, afterTimeStep: st.lastStep }
     })
     // the IP's budget, when the gate's read did not bring it, is checked with the confirmation
-    const r = await guarded(ctx.store.confirmSetup(ref, sealed, timeStep, consumerToken(request), ip))
+    const r = await guarded(ctx.store.confirmSetup(ref, sealed, timeStep, ip))
     if (!r.ok) {
       if (r.reason === 'ip-locked') locked(reply, r.retryAfterMs)
       if (r.reason === 'already-enabled') throw new TotpAlreadyEnabledError()

@@ -1,6 +1,6 @@
 import type { AttemptResult, CheckState, FailureResult, GateState, SecretState, StorePolicy, TenantSettings, TotpStore, UserRef } from './store.js'
 
-interface Row { s?: string; l?: number; c?: string; f?: number; k?: number; e?: boolean; g: number }
+interface Row { s?: string; l?: number; f?: number; k?: number; e?: boolean; g: number }
 
 /**
  * Single-process store for development and the example's default. Same rules
@@ -60,7 +60,7 @@ export class MemoryTotpStore implements TotpStore {
 
   private loadNow (ref: UserRef): SecretState {
     const row = this.rows.get(this.id(ref))
-    return { sealed: row?.s ?? null, pending: this.pending(ref), lastStep: row?.l ?? -1, lockedForMs: row ? this.lockLeft(row, Date.now()) : 0, gen: row?.g ?? 0, consumer: row?.c ?? null }
+    return { sealed: row?.s ?? null, pending: this.pending(ref), lastStep: row?.l ?? -1, lockedForMs: row ? this.lockLeft(row, Date.now()) : 0, gen: row?.g ?? 0 }
   }
 
   async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
@@ -69,7 +69,7 @@ export class MemoryTotpStore implements TotpStore {
     return 'ok'
   }
 
-  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, ip?: string): Promise<AttemptResult> {
     const refused = this.ipRefusal(ip)
     if (refused !== null) return refused
     const now = Date.now()
@@ -81,14 +81,13 @@ export class MemoryTotpStore implements TotpStore {
     if (timeStep <= (row.l ?? -1)) return this.charge(row, now)
     row.s = sealedPending
     row.l = timeStep
-    row.c = consumer
     delete row.f
     delete row.k
     this.pendings.delete(this.id(ref))
     return { ok: true, gen: ++row.g }
   }
 
-  async consume (ref: UserRef, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+  async consume (ref: UserRef, timeStep: number, gen: number, ip?: string): Promise<AttemptResult> {
     const refused = this.ipRefusal(ip)
     if (refused !== null) return refused
     const now = Date.now()
@@ -96,10 +95,9 @@ export class MemoryTotpStore implements TotpStore {
     const left = this.lockLeft(row, now)
     if (left > 0) return { ok: false, reason: 'locked', retryAfterMs: left }
     if (row.s === undefined) return { ok: false, reason: 'not-enabled' }
-    if (consumer !== '' && timeStep === row.l && consumer === row.c) return { ok: true, gen: row.g }
+    if (row.g !== gen) return { ok: false, reason: 'changed' }
     if (timeStep <= (row.l ?? -1)) return this.charge(row, now)
     row.l = timeStep
-    row.c = consumer
     delete row.f
     delete row.k
     return { ok: true, gen: row.g }
@@ -163,7 +161,6 @@ export class MemoryTotpStore implements TotpStore {
     const had = row.s !== undefined || this.pending(ref) !== null
     delete row.s
     delete row.l
-    delete row.c
     delete row.f
     delete row.k
     this.pendings.delete(this.id(ref))

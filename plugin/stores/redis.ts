@@ -66,6 +66,7 @@ export function attemptResult (r: Reply): AttemptResult {
     case 2: return { ok: false, reason: 'failed', failures: Number(r[1]), lockedForMs: Number(r[2]) }
     case 3: return { ok: false, reason: 'already-enabled' }
     case 4: return { ok: false, reason: 'no-pending' }
+    case 7: return { ok: false, reason: 'changed' }
     default: return { ok: false, reason: 'not-enabled' }
   }
 }
@@ -77,7 +78,7 @@ const gateState = (r: Reply, o = 0): GateState =>
 
 // read_check's fields after the gate's five
 const secretState = (r: Reply, o = 0): SecretState =>
-  ({ sealed: (r[o + 5] as string) || null, pending: (r[o + 6] as string) || null, lastStep: Number(r[o + 7]), lockedForMs: Number(r[o + 8]), gen: Number(r[o + 2]), consumer: (r[o + 9] as string) || null })
+  ({ sealed: (r[o + 5] as string) || null, pending: (r[o + 6] as string) || null, lastStep: Number(r[o + 7]), lockedForMs: Number(r[o + 8]), gen: Number(r[o + 2]) })
 
 // Where a session holds what was read along with it: on its `totp` mark, under a symbol, so
 // that the session's JSON never carries it (and its class keeps it out of logs of the mark).
@@ -172,9 +173,9 @@ export class RedisTotpStore implements TotpStore {
     const names = this.keys.readAlongNames(ref)
     const header = along.header
     if (names === null || header.length !== names.length + 4 || !header.startsWith(names, 3)) return null
-    // session.lua's fields: the gate's five, then (mode 'c') the check's five, as check.lua's
+    // session.lua's fields: the gate's five, then (mode 'c') the check's four, as check.lua's
     const f = along.fields.split('\t')
-    if (f.length === 10) return { gate: gateState(f), secret: secretState(f) }
+    if (f.length === 9) return { gate: gateState(f), secret: secretState(f) }
     return check ? null : { gate: gateState(f), secret: null }
   }
 
@@ -203,7 +204,7 @@ export class RedisTotpStore implements TotpStore {
       max === undefined || inScript ? null : this.client.totpIpCheck(this.keys.ip(ip), max)
     ]))
     // check.lua answers -1 for the IP when it did not read it
-    return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(ipMs ?? r[10])) }
+    return { gate: gateState(r), secret: secretState(r), ipBlockedMs: Math.max(0, Number(ipMs ?? r[9])) }
   }
 
   async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
@@ -211,14 +212,14 @@ export class RedisTotpStore implements TotpStore {
     return r === 1 ? 'ok' : 'already-enabled'
   }
 
-  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+  async confirmSetup (ref: UserRef, sealedPending: string, timeStep: number, ip?: string): Promise<AttemptResult> {
     const { lock } = this.policy
-    return this.decide('totpConfirm', [this.keys.user(ref), this.keys.pending(ref)], [sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer], ip)
+    return this.decide('totpConfirm', [this.keys.user(ref), this.keys.pending(ref)], [sealedPending, timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs], ip)
   }
 
-  async consume (ref: UserRef, timeStep: number, consumer = '', ip?: string): Promise<AttemptResult> {
+  async consume (ref: UserRef, timeStep: number, gen: number, ip?: string): Promise<AttemptResult> {
     const { lock } = this.policy
-    return this.decide('totpConsume', [this.keys.user(ref)], [timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, consumer], ip)
+    return this.decide('totpConsume', [this.keys.user(ref)], [timeStep, lock.freeFailures, lock.lockMs, lock.maxLockMs, gen], ip)
   }
 
   // A deciding script (confirm, consume); with `ip`, refused while the IP is over its budget:

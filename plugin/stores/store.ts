@@ -26,9 +26,8 @@ export interface SecretState {
   lastStep: number
   /** Milliseconds the lock still lasts; 0 when not locked. */
   lockedForMs: number
+  /** The generation this was read under: `consume` takes it back (see there). */
   gen: number
-  /** Token of the session whose code consumed `lastStep` (see `consume`); null when none. */
-  consumer: string | null
 }
 
 /**
@@ -64,6 +63,8 @@ export type AttemptResult =
   | { ok: false; reason: 'ip-locked'; retryAfterMs: number }
   /** Wrong or reused code: charged; `lockedForMs` > 0 when this failure set a lock. */
   | { ok: false; reason: 'failed'; failures: number; lockedForMs: number }
+  /** The secret was revoked or replaced since the code was checked: nothing consumed nor charged. */
+  | { ok: false; reason: 'changed' }
   | { ok: false; reason: 'not-enabled' | 'already-enabled' | 'no-pending' }
 
 export interface TenantSettings { enforceAll: boolean }
@@ -86,15 +87,16 @@ export interface TotpStore {
    * Activates the pending secret `sealedPending` with its confirming step (which counts as used).
    * With `ip`, refuses with 'ip-locked' while that IP is over its budget, as `consume` does.
    */
-  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number, consumer?: string, ip?: string): Promise<AttemptResult>
+  confirmSetup(ref: UserRef, sealedPending: string, timeStep: number, ip?: string): Promise<AttemptResult>
   /**
-   * Consumes a time step: succeeds only if it is newer than the last accepted one — or if it is
-   * the last accepted one and `consumer` (a token of the session) consumed it: the same session
-   * retrying a verification whose answer it never got (timeout, 503), not a replay.
+   * Consumes a time step: succeeds only if it is newer than the last accepted one (a step is
+   * consumed once, whoever asks again), and only while the user's generation is still `gen`, the
+   * one the code was checked under (`SecretState.gen`): a secret revoked or replaced meanwhile
+   * answers 'changed', consuming and charging nothing.
    * With `ip` (its budget not read yet), refuses with 'ip-locked' while that IP is over its budget,
    * atomically with the consume where the backend can (memory, standalone Redis).
    */
-  consume(ref: UserRef, timeStep: number, consumer?: string, ip?: string): Promise<AttemptResult>
+  consume(ref: UserRef, timeStep: number, gen: number, ip?: string): Promise<AttemptResult>
   /** Charges a failure (wrong or reused code). */
   fail(ref: UserRef): Promise<AttemptResult>
   /** Milliseconds this IP is still refused for; 0 when within its budget. */

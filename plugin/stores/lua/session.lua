@@ -12,8 +12,7 @@
 -- '\n', then the value as stored (one string, not a table: this runs on every request). The
 -- caller splits the header line off the value: the line matched here, naming the keys read.
 -- The fields: the gate's five (enabled 1/0, enforced, generation, locked until, enforce all),
--- then in mode 'c' read_check's five (sealed secret, sealed pending, last step, lock left ms,
--- consumer).
+-- then in mode 'c' read_check's four (sealed secret, sealed pending, last step, lock left ms).
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 local mode, user, settings, pending = string.match(v, '^!([cg])\t([^\t\n]+)\t([^\t\n]+)\t([^\t\n]+)\n')
