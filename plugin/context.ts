@@ -89,6 +89,12 @@ export function locked (reply: FastifyReply, ms: number): never {
 export const lockedUntilIso = (state: GateState): string | null =>
   state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
 
+/** What `checkCode` found: the state read, the secret checked, the matched step. */
+export interface Checked { st: SecretState; sealed: string; timeStep: number; ip: string | undefined }
+
+// A deciding call's answer when the user's secret changed under the read (see `decideOnCurrent`).
+const CHANGED: AttemptResult = { ok: false, reason: 'changed' }
+
 /**
  * The common first half of /verify and /setup/confirm: take the user's state and the IP's
  * budget the gate read (see `readGate`), let `pick` choose the sealed secret to check (or throw),
@@ -96,6 +102,7 @@ export const lockedUntilIso = (state: GateState): string | null =>
  * `afterTimeStep`, and charge a failure for a wrong code (which refuses an IP over its budget).
  * Returns the state, the matched step and `ip`: when the read came along with the session, the
  * IP's budget was not read, and the caller's deciding call (consume, confirm) checks it with `ip`.
+ * Null: the code was wrong for a secret revoked or replaced since the read, and nobody was charged.
  * `fresh`: read the state again rather than take the gate's (which the request's headers brought,
  * maybe long before its body).
  */
@@ -104,7 +111,7 @@ export async function checkCode (
   failedType: 'verify.failed' | 'setup.failed',
   pick: (st: SecretState) => { sealed: string; afterTimeStep: number },
   fresh = false
-): Promise<{ st: SecretState; sealed: string; timeStep: number; ip: string | undefined }> {
+): Promise<Checked | null> {
   // a route without `readsCode` (none of the plugin's) reads here instead
   const read = (fresh ? undefined : checks.get(request)) ?? await guarded(ctx.store.check(ref, request.ip))
   const st = read.secret
@@ -113,16 +120,36 @@ export async function checkCode (
   if (read.ipBlockedMs !== null && read.ipBlockedMs > 0) locked(reply, read.ipBlockedMs)
   const secret = openSecret(ctx, request, sealed, ref)
   const v = verifyCode(secret, request.body.code, ctx.opts.totp, { afterTimeStep: afterTimeStep >= 0 ? afterTimeStep : undefined })
-  if (!v.valid) return failure(ctx, request, reply, ref, failedType)
+  if (!v.valid) {
+    // behind a trusted proxy, each read of request.ip parses X-Forwarded-For
+    const ip = request.ip
+    const { user, ipBlockedMs } = await guarded(ctx.store.failAttempt(ref, ip, st.gen))
+    if (!user.ok && user.reason === 'changed') return null
+    return answerFailure(ctx, request, reply, ref, failedType, ip, user, ipBlockedMs)
+  }
   return { st, sealed, timeStep: v.timeStep, ip: read.ipBlockedMs === null ? request.ip : undefined }
 }
 
-/** A wrong or reused code: charge the user and the IP, audit, answer 401 (or 429 when already locked). */
-export async function failure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', charged?: AttemptResult): Promise<never> {
-  const ip = request.ip // behind a trusted proxy, each read of request.ip parses X-Forwarded-For
-  const { user: r, ipBlockedMs: ipMs } = await guarded(charged === undefined
-    ? ctx.store.failAttempt(ref, ip)
-    : ctx.store.failIp(ip).then((ipBlockedMs) => ({ user: charged, ipBlockedMs })))
+/**
+ * Runs a code check and its deciding call (`attempt`) on the gate's read, then on fresh reads
+ * while the user's secret changed under it (revoked or replaced since the read: 'changed',
+ * nothing consumed nor charged), at most three reads in all; then fails closed with 503.
+ */
+export async function decideOnCurrent (attempt: (fresh: boolean) => Promise<AttemptResult | null>): Promise<AttemptResult> {
+  for (let reads = 1; ; reads++) {
+    const r = await attempt(reads > 1) ?? CHANGED
+    if (r.ok || r.reason !== 'changed') return r
+    if (reads === 3) throw new TotpUnavailableError({ cause: new Error('the user\'s secret kept changing during the code check') })
+  }
+}
+
+/** A reused code the deciding script charged already: charge the IP, audit, answer 401 (or 429). */
+export async function failure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', charged: AttemptResult): Promise<never> {
+  const ip = request.ip
+  return answerFailure(ctx, request, reply, ref, type, ip, charged, await guarded(ctx.store.failIp(ip)))
+}
+
+function answerFailure (ctx: TotpContext, request: FastifyRequest, reply: FastifyReply, ref: UserRef, type: 'verify.failed' | 'setup.failed', ip: string, r: AttemptResult, ipMs: number): never {
   if (ipMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip, lockedForMs: ipMs })
   if (!r.ok && (r.reason === 'locked' || r.reason === 'ip-locked')) locked(reply, r.retryAfterMs)
   if (!r.ok && r.reason === 'failed') {

@@ -1,6 +1,6 @@
 import { connect } from 'node:net'
 import { AbilityBuilder, createMongoAbility } from '@casl/ability'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { MemoryTotpStore } from '../plugin/index.js'
 import { Agent, awayFromStepEdge, build, codeFor, enrol } from './helpers.js'
 
@@ -156,41 +156,66 @@ t.test('S1 every answer of the plugin\'s routes carries Cache-Control: no-store 
   t.equal((await alice.agent.get('/api/profile')).headers['cache-control'], undefined, 'the app\'s own routes are the app\'s business')
 })
 
-// A POST /totp/verify whose headers (and so the gate's read) arrive now and whose body comes later.
-async function heldVerify (app: import('fastify').FastifyInstance, cookie: string): Promise<(code: string) => Promise<{ status: number, body: string }>> {
+// A POST /totp/verify whose headers (and so the gate's read) arrive now and whose body comes
+// later: `held` resolves once the gate has read (the request reached preParsing).
+async function heldVerify (t: Test, named: boolean) {
+  let reached!: () => void
+  const held = new Promise<void>((resolve) => { reached = resolve })
+  const { app, events } = await build(t, {
+    before: (app) => app.addHook('preParsing', async (request, _reply, payload) => {
+      if (request.headers['x-held'] === '1') reached()
+      return payload
+    })
+  })
+  const alice = await enrol(app, 'alice')
+  const attacker = new Agent(app)
+  await attacker.login('alice')
+  // named: the session names its user (a gated request first), so the gate reads along with it
+  if (named) t.equal((await attacker.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED')
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
-  const { port } = new URL(address)
-  const socket = connect(Number(port), '127.0.0.1')
+  const socket = connect(Number(new URL(address).port), '127.0.0.1')
   let received = ''
   socket.setEncoding('utf8')
   socket.on('data', (chunk: string) => { received += chunk })
   const answered = new Promise<void>((resolve) => socket.on('close', () => resolve()))
-  socket.write(`POST /totp/verify HTTP/1.1\r\nhost: localhost\r\ncookie: ${cookie}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n`)
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  return async (code) => {
-    socket.write(JSON.stringify({ code }))
-    await answered
-    return { status: Number(received.split(' ')[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) }
-  }
-}
-
-t.test('R4 revocation: a /verify whose body arrives after the secret was revoked and replaced cannot verify with the revoked secret', async (t) => {
-  await awayFromStepEdge(8000)
-  const { app } = await build(t)
-  const alice = await enrol(app, 'alice')
-  const attacker = new Agent(app)
-  await attacker.login('alice')
-  const send = await heldVerify(app, attacker.cookie as string)
+  socket.write(`POST /totp/verify HTTP/1.1\r\nhost: localhost\r\ncookie: ${attacker.cookie as string}\r\nx-held: 1\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n`)
+  await held
+  // meanwhile: the parent revokes alice's secret, alice enrols a new one
   const manager = new Agent(app)
   await manager.login('manager')
   t.equal((await manager.delete('/totp/users/alice/secret')).statusCode, 204, 'revoked while the body is held')
   const setup = await alice.agent.post('/totp/setup')
-  t.equal((await alice.agent.post('/totp/setup/confirm', { code: codeFor(setup.json().secret) })).statusCode, 200, 'alice enrols a new secret')
-  // the revoked secret's next code: a step newer than the new secret's confirming one
-  const res = await send(codeFor(alice.secret, 1))
-  t.equal(res.status, 401, 'checked again against the secret there now')
-  t.match(JSON.parse(res.body), { code: 'FST_TOTP_INVALID_CODE' })
-  t.equal((await attacker.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'the attacker\'s session stays unverified')
+  const fresh = setup.json().secret as string
+  t.equal((await alice.agent.post('/totp/setup/confirm', { code: codeFor(fresh) })).statusCode, 200, 'alice enrols a new secret')
+  const send = async (code: string): Promise<{ status: number, body: Record<string, unknown> }> => {
+    socket.write(JSON.stringify({ code }))
+    await answered
+    return { status: Number(received.split(' ')[1]), body: JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)) }
+  }
+  return { attacker, old: alice.secret, fresh, send, events }
+}
+
+for (const named of [false, true]) {
+  const how = named ? 'the gate read along with the session' : 'the gate\'s own read'
+  t.test(`R4 revocation: a /verify whose body arrives after the secret was revoked and replaced cannot verify with the revoked secret (${how})`, async (t) => {
+    await awayFromStepEdge(8000)
+    const { attacker, old, send } = await heldVerify(t, named)
+    // the revoked secret's next code: a step newer than the new secret's confirming one
+    const res = await send(codeFor(old, 1))
+    t.equal(res.status, 401, 'checked again against the secret there now')
+    t.match(res.body, { code: 'FST_TOTP_INVALID_CODE' })
+    t.equal((await attacker.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'the session stays unverified')
+  })
+}
+
+t.test('R4/S4 a /verify whose secret was replaced while its body was held: the new secret\'s code verifies, and the check against the old one charged nobody', async (t) => {
+  await awayFromStepEdge(8000)
+  const { attacker, fresh, send, events } = await heldVerify(t, true)
+  const res = await send(codeFor(fresh, 1))
+  t.equal(res.status, 200)
+  t.same(res.body, { verified: true })
+  t.notOk(events.some((e) => e.type === 'verify.failed'), 'no failure charged for the check against the revoked secret')
+  t.equal(attacker.cookie !== undefined, true)
 })
 
 t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement, whatever the app\'s defineAbilities grants', async (t) => {

@@ -46,6 +46,8 @@ export interface BuildOptions {
   store?: 'redis' | 'memory'
   /** Milliseconds the Redis session store waits for Redis. @default the store's own (2000) */
   sessionTimeout?: number
+  /** Called before the app is ready: a test's own hooks. */
+  before?: (app: FastifyInstance) => void
 }
 
 /** A fresh prefix per test: tests never see each other's keys. */
@@ -113,6 +115,7 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
       redis.disconnect()
     }
   })
+  opts.before?.(app)
   await app.ready()
   return { app, redis, keyPrefix, users, events }
 }

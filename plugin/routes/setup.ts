@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import QRCode from 'qrcode'
 import { seal } from '../crypto/seal.js'
 import { TotpAlreadyEnabledError, TotpNoPendingSetupError } from '../errors.js'
-import { checkCode, failure, guarded, locked, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
+import { checkCode, decideOnCurrent, failure, guarded, locked, markVerified, requireUser, SECRET_PURPOSE, type TotpContext } from '../context.js'
 import { encodeSecret, generateSecret, keyUri } from '../totp/index.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
@@ -33,13 +33,17 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowSetupRequired: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    const { sealed, timeStep, ip } = await checkCode(ctx, request, reply, ref, 'setup.failed', (st) => {
-      if (st.sealed !== null) throw new TotpAlreadyEnabledError()
-      if (st.pending === null) throw new TotpNoPendingSetupError()
-      return { sealed: st.pending, afterTimeStep: st.lastStep }
+    // the confirmation itself requires the very pending secret checked; a wrong code is charged
+    // only while the read's generation is the user's (else checked again, as on /verify)
+    const r = await decideOnCurrent(async (fresh) => {
+      const checked = await checkCode(ctx, request, reply, ref, 'setup.failed', (st) => {
+        if (st.sealed !== null) throw new TotpAlreadyEnabledError()
+        if (st.pending === null) throw new TotpNoPendingSetupError()
+        return { sealed: st.pending, afterTimeStep: st.lastStep }
+      }, fresh)
+      // the IP's budget, when the gate's read did not bring it, is checked with the confirmation
+      return checked && guarded(ctx.store.confirmSetup(ref, checked.sealed, checked.timeStep, checked.ip))
     })
-    // the IP's budget, when the gate's read did not bring it, is checked with the confirmation
-    const r = await guarded(ctx.store.confirmSetup(ref, sealed, timeStep, ip))
     if (!r.ok) {
       if (r.reason === 'ip-locked') locked(reply, r.retryAfterMs)
       if (r.reason === 'already-enabled') throw new TotpAlreadyEnabledError()

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
-import { TotpNotEnabledError, TotpUnavailableError } from '../errors.js'
-import { checkCode, failure, guarded, locked, lockedUntilIso, markVerified, requireUser, type TotpContext } from '../context.js'
-import type { AttemptResult } from '../stores/store.js'
+import { TotpNotEnabledError } from '../errors.js'
+import { checkCode, decideOnCurrent, failure, guarded, locked, lockedUntilIso, markVerified, requireUser, type TotpContext } from '../context.js'
 import { BODY_LIMIT, codeBody } from './schemas.js'
 
 /** GET /status and POST /verify: the routes a gated session may call before its code. */
@@ -26,23 +25,17 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowUnverified: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    // R4: the code is checked against the secret the gate read, and consumed only while that
-    // secret's generation is still the user's; revoked or replaced meanwhile (a slow body, a
-    // revocation racing the request), the code is checked again against what is there now
-    const checkThenConsume = async (fresh: boolean): Promise<AttemptResult> => {
-      const { st, timeStep, ip } = await checkCode(ctx, request, reply, ref, 'verify.failed', (st) => {
+    // R4: the code is checked against the secret the gate read, and consumed (or charged) only
+    // while that secret's generation is still the user's; revoked or replaced meanwhile (a slow
+    // body, a revocation racing the request), the code is checked again against what is there now
+    const r = await decideOnCurrent(async (fresh) => {
+      const checked = await checkCode(ctx, request, reply, ref, 'verify.failed', (st) => {
         if (st.sealed === null) throw new TotpNotEnabledError()
         return { sealed: st.sealed, afterTimeStep: st.lastStep }
       }, fresh)
       // the IP's budget, when the gate's read did not bring it, is checked with the consume
-      return guarded(ctx.store.consume(ref, timeStep, st.gen, ip))
-    }
-    let r = await checkThenConsume(false)
-    for (let reads = 1; !r.ok && r.reason === 'changed'; reads++) {
-      // fail closed rather than chase a secret that keeps changing
-      if (reads === 3) throw new TotpUnavailableError({ cause: new Error('the user\'s secret kept changing during the verification') })
-      r = await checkThenConsume(true)
-    }
+      return checked && guarded(ctx.store.consume(ref, checked.timeStep, checked.st.gen, checked.ip))
+    })
     if (!r.ok) {
       if (r.reason === 'not-enabled') throw new TotpNotEnabledError()
       if (r.reason === 'ip-locked') locked(reply, r.retryAfterMs)

@@ -103,11 +103,12 @@ export class MemoryTotpStore implements TotpStore {
     return { ok: true, gen: row.g }
   }
 
-  async fail (ref: UserRef): Promise<AttemptResult> { return this.failNow(ref) }
+  async fail (ref: UserRef, gen?: number): Promise<AttemptResult> { return this.failNow(ref, gen) }
 
-  private failNow (ref: UserRef): AttemptResult {
+  private failNow (ref: UserRef, gen?: number): AttemptResult {
     const now = Date.now()
     const row = this.row(ref)
+    if (gen !== undefined && row.g !== gen) return { ok: false, reason: 'changed' }
     const left = this.lockLeft(row, now)
     if (left > 0) return { ok: false, reason: 'locked', retryAfterMs: left }
     return this.charge(row, now)
@@ -117,11 +118,12 @@ export class MemoryTotpStore implements TotpStore {
     return { gate: this.gateNow(ref), secret: this.loadNow(ref), ipBlockedMs: this.ipBlockedNow(ip) }
   }
 
-  async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
+  async failAttempt (ref: UserRef, ip: string, gen: number): Promise<FailureResult> {
     const refused = this.ipRefusal(ip)
     if (refused !== null) return { user: refused, ipBlockedMs: 0 }
-    const ipBlockedMs = this.failIpNow(ip)
-    return { user: this.failNow(ref), ipBlockedMs }
+    const user = this.failNow(ref, gen)
+    if (!user.ok && user.reason === 'changed') return { user, ipBlockedMs: 0 }
+    return { user, ipBlockedMs: this.failIpNow(ip) }
   }
 
   private ipEntry (ip: string, now: number): { count: number; expiresAt: number } | undefined {

@@ -20,10 +20,10 @@ declare module 'ioredis' {
     totpConfirm(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
     /** KEYS: user[, ip] (numkeys first). */
     totpConsume(numKeys: number, ...keysAndArgs: Array<string | number>): Result<Reply, Context>
-    totpFail(user: string, free: number, lockMs: number, maxMs: number): Result<Reply, Context>
+    totpFail(user: string, ...args: Array<string | number>): Result<Reply, Context>
     totpIpFail(ip: string, windowMs: number, max: number): Result<number, Context>
     totpIpCheck(ip: string, max: number): Result<number, Context>
-    totpFailBoth(user: string, ip: string, free: number, lockMs: number, maxMs: number, windowMs: number, max: number): Result<Reply, Context>
+    totpFailBoth(user: string, ip: string, free: number, lockMs: number, maxMs: number, windowMs: number, max: number, gen: number): Result<Reply, Context>
     totpRevoke(user: string, pending: string): Result<number, Context>
   }
 }
@@ -234,9 +234,11 @@ export class RedisTotpStore implements TotpStore {
     return attemptResult(await this.run(this.client[script](keys.length, ...keys, ...args)))
   }
 
-  async fail (ref: UserRef): Promise<AttemptResult> {
+  async fail (ref: UserRef, gen?: number): Promise<AttemptResult> {
     const { lock } = this.policy
-    return attemptResult(await this.run(this.client.totpFail(this.keys.user(ref), lock.freeFailures, lock.lockMs, lock.maxLockMs)))
+    const args: Array<string | number> = [lock.freeFailures, lock.lockMs, lock.maxLockMs]
+    if (gen !== undefined) args.push(gen)
+    return attemptResult(await this.run(this.client.totpFail(this.keys.user(ref), ...args)))
   }
 
   async ipBlocked (ip: string): Promise<number> {
@@ -255,17 +257,18 @@ export class RedisTotpStore implements TotpStore {
     return left > 0 ? { ok: false, reason: 'ip-locked', retryAfterMs: left } : null
   }
 
-  async failAttempt (ref: UserRef, ip: string): Promise<FailureResult> {
+  async failAttempt (ref: UserRef, ip: string, gen: number): Promise<FailureResult> {
     const { lock, ip: ipPolicy } = this.policy
-    if (ipPolicy === null) return { user: await this.fail(ref), ipBlockedMs: 0 }
+    if (ipPolicy === null) return { user: await this.fail(ref, gen), ipBlockedMs: 0 }
     if (!this.standalone) {
-      // a cluster keeps the IP's counter in another slot: read it first
+      // a cluster keeps the IP's counter in another slot: read it first, charge it once the user is
       const refused = await this.ipRefusal(ip)
       if (refused !== null) return { user: refused, ipBlockedMs: 0 }
-      const [user, ipBlockedMs] = await Promise.all([this.fail(ref), this.failIp(ip)])
-      return { user, ipBlockedMs }
+      const user = await this.fail(ref, gen)
+      if (!user.ok && user.reason === 'changed') return { user, ipBlockedMs: 0 }
+      return { user, ipBlockedMs: await this.failIp(ip) }
     }
-    const r = await this.run(this.client.totpFailBoth(this.keys.user(ref), this.keys.ip(ip), lock.freeFailures, lock.lockMs, lock.maxLockMs, ipPolicy.windowMs, ipPolicy.maxFailures))
+    const r = await this.run(this.client.totpFailBoth(this.keys.user(ref), this.keys.ip(ip), lock.freeFailures, lock.lockMs, lock.maxLockMs, ipPolicy.windowMs, ipPolicy.maxFailures, gen))
     return { user: attemptResult(r), ipBlockedMs: Math.max(0, Number(r[3])) }
   }
 

@@ -63,7 +63,7 @@ export type AttemptResult =
   | { ok: false; reason: 'ip-locked'; retryAfterMs: number }
   /** Wrong or reused code: charged; `lockedForMs` > 0 when this failure set a lock. */
   | { ok: false; reason: 'failed'; failures: number; lockedForMs: number }
-  /** The secret was revoked or replaced since the code was checked: nothing consumed nor charged. */
+  /** The secret was revoked or replaced since the code was checked: nothing consumed nor charged (IP included). */
   | { ok: false; reason: 'changed' }
   | { ok: false; reason: 'not-enabled' | 'already-enabled' | 'no-pending' }
 
@@ -97,17 +97,19 @@ export interface TotpStore {
    * atomically with the consume where the backend can (memory, standalone Redis).
    */
   consume(ref: UserRef, timeStep: number, gen: number, ip?: string): Promise<AttemptResult>
-  /** Charges a failure (wrong or reused code). */
-  fail(ref: UserRef): Promise<AttemptResult>
+  /** Charges a failure (wrong or reused code); with `gen`, only while that is still the user's generation (else 'changed'). */
+  fail(ref: UserRef, gen?: number): Promise<AttemptResult>
   /** Milliseconds this IP is still refused for; 0 when within its budget. */
   ipBlocked(ip: string): Promise<number>
   /** Charges a failure to an IP; returns ms refused for when the budget is now spent, else 0. */
   failIp(ip: string): Promise<number>
   /**
-   * `fail` and `failIp` at once: a wrong code. An IP already over its budget is charged no
-   * further, nor is the user: the answer is `{ user: 'ip-locked', ipBlockedMs: 0 }`.
+   * `fail` and `failIp` at once: a wrong code, checked against a read of generation `gen`. An IP
+   * already over its budget is charged no further, nor is the user: the answer is
+   * `{ user: 'ip-locked', ipBlockedMs: 0 }`; a secret revoked or replaced since that read charges
+   * nobody: `{ user: 'changed', ipBlockedMs: 0 }` (the caller checks the code again).
    */
-  failAttempt(ref: UserRef, ip: string): Promise<FailureResult>
+  failAttempt(ref: UserRef, ip: string, gen: number): Promise<FailureResult>
   /** Deletes secret, pending setup, replay and lock state at once; returns whether a secret or setup existed. */
   revoke(ref: UserRef): Promise<boolean>
   setEnforced(ref: UserRef, enforced: boolean): Promise<void>
