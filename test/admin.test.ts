@@ -218,6 +218,28 @@ t.test('R4/S4 a /verify whose secret was replaced while its body was held: the n
   t.equal(attacker.cookie !== undefined, true)
 })
 
+for (const between of [false, true]) {
+  t.test(`R3/S5 a verified mark does not survive sign-out: signing in again as the same user in the same session (no destroy, no regenerate) asks for a code${between ? ' (a gated request in between)' : ''}`, async (t) => {
+    // an app whose sign-out only forgets its user (both routes opted out of the gate)
+    const { app } = await build(t, {
+      before: (app) => app.post('/soft-logout', { config: { totp: false } }, async (request) => {
+        request.session.set('uid' as never, undefined as never)
+        return { ok: true }
+      })
+    })
+    const alice = await enrol(app, 'alice')
+    t.equal((await alice.agent.get('/api/profile')).statusCode, 200, 'verified')
+    await alice.agent.post('/soft-logout')
+    if (between) t.same((await alice.agent.get('/api/profile')).json(), { user: null, cart: 'app data' }, 'signed out: nobody to gate')
+    await alice.agent.login('alice')
+    const res = await alice.agent.get('/api/profile')
+    t.equal(res.statusCode, 401, 'the password alone does not pass')
+    t.equal(res.json().code, 'FST_TOTP_REQUIRED')
+    t.match((await alice.agent.get('/totp/status')).json(), { enabled: true, verified: false })
+    t.equal((await alice.agent.post('/totp/verify', { code: codeFor(alice.secret, 1) })).statusCode, 200, 'a code does')
+  })
+}
+
 t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement, whatever the app\'s defineAbilities grants', async (t) => {
   // an app's own rules that grant everything to everyone
   const anything = (): never => {

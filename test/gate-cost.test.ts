@@ -255,4 +255,6 @@ t.test('R3 what a session was read along with stays out of its JSON and out of a
   t.notMatch(inspect(session, { showHidden: true, depth: 10 }), /SEALED-SECRET/)
   t.match(store.readAlong({ tenant: 'default', userId: 'alice' }, session, true), { gate: { enabled: true, gen: 1 }, secret: { sealed: 'SEALED-SECRET', lastStep: 5 } }, 'the gate still reads it')
   t.equal(store.readAlong({ tenant: 'other', userId: 'alice' }, session, true), null, 'for the user its header names only')
+  reader.attach(session as never, '1\t0', header)
+  t.equal(store.readAlong({ tenant: 'default', userId: 'alice' }, session, false), null, 'fields of another shape are no gate state: read apart')
 })

@@ -335,3 +335,19 @@ t.test('S6 a linked store whose script fails answers 503, and passes nothing alo
   const get = promisify(linked.get.bind(linked))
   await t.rejects(get(write.json().id), { code: 'FST_TOTP_UNAVAILABLE' })
 })
+
+t.test('S6 a read-along reply of an unexpected shape answers 503 FST_TOTP_UNAVAILABLE, never hangs nor crashes', async (t) => {
+  const prefix = uniquePrefix(t)
+  const client = new Redis(6379, '127.0.0.1')
+  t.teardown(() => client.disconnect())
+  const app = await build(t, { client, prefix })
+  const write = await app.inject({ method: 'POST', url: '/session', payload: { value: 'v' } })
+  for (const lua of ['return 7', 'return {}', 'return { 5 }', "return { 'a', 'b' }"]) {
+    const linked = new RedisSessionStore({ client, prefix })
+    t.equal(linked.link({ client, lua, header: () => '', attach: () => t.fail('nothing to attach') }), true)
+    const get = promisify(linked.get.bind(linked))
+    if (lua.includes("'a'")) t.same(await get(write.json().id), null, `${lua}: a value that is no session is none`)
+    else await t.rejects(get(write.json().id), { code: 'FST_TOTP_UNAVAILABLE' }, lua)
+  }
+})
+

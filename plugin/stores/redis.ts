@@ -176,6 +176,8 @@ export class RedisTotpStore implements TotpStore {
     // session.lua's fields: the gate's five, then (mode 'c') the check's four, as check.lua's
     const f = along.fields.split('\t')
     if (f.length === 9) return { gate: gateState(f), secret: secretState(f) }
+    // anything but the gate's five fields is no state to pass on: read apart (fail closed)
+    if (f.length !== 5) return null
     return check ? null : { gate: gateState(f), secret: null }
   }
 

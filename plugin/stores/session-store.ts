@@ -175,7 +175,9 @@ export class RedisSessionStore implements SessionStore {
         }
         // { value } alone: nothing was read along (no header)
         if (typeof reply !== 'string') {
-          callback(null, parse(storedJson(reply[0])))
+          // anything else (a server or proxy answering otherwise) cannot be a session: fail closed
+          if (!Array.isArray(reply) || typeof reply[0] !== 'string') callback(new TotpUnavailableError({ cause: new TypeError('the read-along script answered neither a value nor { value }') }))
+          else callback(null, parse(storedJson(reply[0])))
           return
         }
         // fields '\n' header line '\n' JSON: the script matched the header line, both newlines are there
