@@ -324,30 +324,30 @@ t.test('a linked store reads with EVALSHA; a server that lost the script (restar
   t.same(attached, ['along:sess:a', 'along:sess:a', 'along:sess:a'], 'what was read along reaches the reader')
 })
 
-t.test('S6 a linked store whose script fails answers 503, and passes nothing along', async (t) => {
+// A session the app wrote, and `readWith(lua)`: a store linked to a reader that runs `lua` instead of GET.
+async function linkedReads (t: Test): Promise<{ id: string, readWith: (lua: string) => (id: string) => Promise<Session | null | undefined> }> {
   const prefix = uniquePrefix(t)
   const client = new Redis(6379, '127.0.0.1')
   t.teardown(() => client.disconnect())
   const app = await build(t, { client, prefix })
   const write = await app.inject({ method: 'POST', url: '/session', payload: { value: 'v' } })
-  const linked = new RedisSessionStore({ client, prefix })
-  t.equal(linked.link({ client, lua: "return redis.error_reply('ERR the reader failed')", header: () => '', attach: () => t.fail('nothing to attach') }), true)
-  const get = promisify(linked.get.bind(linked))
-  await t.rejects(get(write.json().id), { code: 'FST_TOTP_UNAVAILABLE' })
+  const readWith = (lua: string) => {
+    const linked = new RedisSessionStore({ client, prefix })
+    t.equal(linked.link({ client, lua, header: () => '', attach: () => t.fail('nothing to attach') }), true)
+    return promisify(linked.get.bind(linked))
+  }
+  return { id: write.json().id, readWith }
+}
+
+t.test('S6 a linked store whose script fails answers 503, and passes nothing along', async (t) => {
+  const { id, readWith } = await linkedReads(t)
+  await t.rejects(readWith("return redis.error_reply('ERR the reader failed')")(id), { code: 'FST_TOTP_UNAVAILABLE' })
 })
 
 t.test('S6 a read-along reply of an unexpected shape answers 503 FST_TOTP_UNAVAILABLE, never hangs nor crashes', async (t) => {
-  const prefix = uniquePrefix(t)
-  const client = new Redis(6379, '127.0.0.1')
-  t.teardown(() => client.disconnect())
-  const app = await build(t, { client, prefix })
-  const write = await app.inject({ method: 'POST', url: '/session', payload: { value: 'v' } })
-  for (const lua of ['return 7', 'return {}', 'return { 5 }', "return { 'a', 'b' }"]) {
-    const linked = new RedisSessionStore({ client, prefix })
-    t.equal(linked.link({ client, lua, header: () => '', attach: () => t.fail('nothing to attach') }), true)
-    const get = promisify(linked.get.bind(linked))
-    if (lua.includes("'a'")) t.same(await get(write.json().id), null, `${lua}: a value that is no session is none`)
-    else await t.rejects(get(write.json().id), { code: 'FST_TOTP_UNAVAILABLE' }, lua)
-  }
+  const { id, readWith } = await linkedReads(t)
+  for (const lua of ['return 7', 'return {}', 'return { 5 }']) await t.rejects(readWith(lua)(id), { code: 'FST_TOTP_UNAVAILABLE' }, lua)
+  const notJson = "return { 'a', 'b' }"
+  t.same(await readWith(notJson)(id), null, `${notJson}: a value that is no session is none`)
 })
 
