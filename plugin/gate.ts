@@ -53,13 +53,14 @@ export function createGate (ctx: TotpContext) {
 
   // Signed out: whatever the session verified goes with its user, so that signing in again in
   // the same session (an app that neither destroys nor regenerates it) asks for a code (R3).
-  function signedOut (request: FastifyRequest, user: TotpUser | null | undefined, done: HookHandlerDoneFunction): void {
-    if ((user === null || user === undefined) && request.session?.totp != null) request.session.totp = undefined
+  function signedOut (request: FastifyRequest, done: HookHandlerDoneFunction): void {
+    if (request.session?.totp != null) request.session.totp = undefined
     done()
   }
 
-  function withUser (request: FastifyRequest, config: TotpRouteConfig | undefined, user: TotpUser | null | undefined, done: HookHandlerDoneFunction): void {
-    if (user === null || user === undefined) return signedOut(request, user, done)
+  function withUser (request: FastifyRequest, config: TotpRouteConfig | false | undefined, user: TotpUser | null | undefined, done: HookHandlerDoneFunction): void {
+    if (user === null || user === undefined) return signedOut(request, done)
+    if (config === false) return done()
     let ref: UserRef, named: boolean, read: GateState | Promise<GateState>
     try {
       ref = userRef(user)
@@ -73,26 +74,20 @@ export function createGate (ctx: TotpContext) {
     else settle(request, config, user, ref, named, read, done)
   }
 
-  // The app's getUser, which may answer at once or with a promise (any thenable).
-  function userOf (request: FastifyRequest, then: (user: TotpUser | null | undefined) => void, failed: (err: Error) => void): void {
+  return function totpGate (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const config = request.routeOptions.config.totp
+    // an opted-out route (sign-in, sign-out) is not gated: it only ends a signed-out session's mark
+    if (config === false && request.session?.totp == null) return done()
     let user: ReturnType<typeof ctx.opts.getUser>
     try {
       user = ctx.opts.getUser(request)
     } catch (err) {
-      return failed(err as Error)
+      // a getUser that fails is not the gate's to answer on a route it does not guard
+      return config === false ? done() : done(err as Error)
     }
-    if (typeof (user as PromiseLike<unknown> | null | undefined)?.then === 'function') Promise.resolve(user).then(then, failed)
-    else then(user as TotpUser | null | undefined)
-  }
-
-  return function totpGate (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const config = request.routeOptions.config.totp
-    if (config === false) {
-      // not gated; but a signed-out session still carrying a mark (sign-in, sign-out routes) loses
-      // it, and a getUser that fails is not the gate's to answer on a route it does not guard
-      if (request.session?.totp == null) return done()
-      return userOf(request, (user) => signedOut(request, user, done), () => done())
-    }
-    userOf(request, (user) => withUser(request, config, user, done), done)
+    // the app's getUser may answer at once or with a promise (any thenable)
+    if (typeof (user as PromiseLike<unknown> | null | undefined)?.then === 'function') {
+      Promise.resolve(user).then((u) => withUser(request, config, u, done), config === false ? () => done() : done)
+    } else withUser(request, config, user as TotpUser | null | undefined, done)
   }
 }
