@@ -2,7 +2,7 @@ import { connect } from 'node:net'
 import { AbilityBuilder, createMongoAbility } from '@casl/ability'
 import t, { type Test } from 'tap'
 import { MemoryTotpStore } from '../plugin/index.js'
-import { Agent, awayFromStepEdge, build, codeFor, enrol } from './helpers.js'
+import { Agent, awayFromStepEdge, build, codeFor, enrol, USERS } from './helpers.js'
 
 type Action = 'read' | 'revoke' | 'enforce'
 interface Case { actor: string; actorTenant?: string; target: string; relation: string; read: number; revoke: number; enforce: number; reason?: RegExp }
@@ -239,6 +239,36 @@ for (const between of [false, true]) {
     t.equal((await alice.agent.post('/totp/verify', { code: codeFor(alice.secret, 1) })).statusCode, 200, 'a code does')
   })
 }
+
+t.test('R3 an opted-out route answers whatever getUser does there (throws, rejects, a promise); a signed-out session loses its mark through an async getUser too', async (t) => {
+  let mode: 'sync' | 'async' | 'throw' | 'reject' = 'sync'
+  const { app } = await build(t, {
+    plugin: {
+      getUser: (request) => {
+        const s = request.session.get('uid' as never) as unknown as { id: string } | undefined
+        const user = s === undefined ? null : USERS.find((u) => u.id === s.id) ?? null
+        if (mode === 'throw') throw new Error('getUser failed')
+        if (mode === 'reject') return Promise.reject(new Error('getUser failed'))
+        return mode === 'async' ? Promise.resolve(user) : user
+      }
+    },
+    before: (app) => app.post('/soft-logout', { config: { totp: false } }, async (request) => {
+      request.session.set('uid' as never, undefined as never)
+      return { ok: true }
+    })
+  })
+  const alice = await enrol(app, 'alice')
+  for (const m of ['throw', 'reject'] as const) {
+    mode = m
+    t.equal((await alice.agent.get('/public')).statusCode, 200, `getUser ${m}s: the opted-out route answers`)
+  }
+  mode = 'sync'
+  t.equal((await alice.agent.get('/api/profile')).statusCode, 200, 'the mark was kept for the gated request to judge')
+  mode = 'async'
+  await alice.agent.post('/soft-logout')
+  await alice.agent.login('alice')
+  t.equal((await alice.agent.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'signed out on an opted-out route: the mark went')
+})
 
 t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement, whatever the app\'s defineAbilities grants', async (t) => {
   // an app's own rules that grant everything to everyone
