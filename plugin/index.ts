@@ -2,19 +2,22 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import './augment.js'
-import { createKeyRing } from './crypto/seal.js'
 import type { TotpContext } from './context.js'
+import { createKeyRing } from './crypto/seal.js'
 import { createGate } from './gate.js'
 import { createOperator } from './operator.js'
-import { resolveOptions, type FastifyTotpOptions, type TotpEvent } from './options.js'
+import { resolveOptions, type FastifyTotpOptions } from './options.js'
 import { defineTotpAbilities } from './policy/abilities.js'
 import { adminRoutes } from './routes/admin.js'
 import { strictInput } from './routes/schemas.js'
+import { settingsRoutes } from './routes/settings.js'
 import { setupRoutes } from './routes/setup.js'
 import { verifyRoutes } from './routes/verify.js'
+import { failClosed } from './stores/fail-closed.js'
 import { MemoryTotpStore } from './stores/memory.js'
 import { RedisTotpStore } from './stores/redis.js'
 import type { TotpStore } from './stores/store.js'
+import type { TotpEvent } from './types.js'
 
 async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOptions): Promise<void> {
   const opts = resolveOptions(options)
@@ -22,7 +25,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
   let store: TotpStore
   if (options.store !== undefined) store = options.store
   else if (options.redis !== undefined) {
-    store = new RedisTotpStore({ client: options.redis, keyPrefix: opts.keyPrefix, settingsShards: opts.settingsShards, timeout: opts.timeout, ...policy })
+    store = new RedisTotpStore({ client: options.redis, keyPrefix: opts.keyPrefix, settingsShards: opts.settingsShards, ...policy })
   } else {
     fastify.log.warn('fastify-totp: in-memory store: state is per process and lost on restart; pass `redis` in production')
     store = new MemoryTotpStore(policy)
@@ -44,17 +47,24 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
     }
   }
 
-  const ctx: TotpContext = { opts, store, keyRing, abilities: opts.defineAbilities ?? ((user) => defineTotpAbilities(user)), emit, links: new WeakMap() }
+  const ctx: TotpContext = {
+    opts,
+    store: failClosed(store, opts.timeout),
+    keyRing,
+    abilities: opts.defineAbilities ?? ((user) => defineTotpAbilities(user)),
+    emit
+  }
   const operator = createOperator(ctx)
   fastify.decorate('totp', operator)
   fastify.decorateRequest('totp', null)
-  fastify.addHook('onRequest', createGate(ctx))
+  fastify.addHook('preValidation', createGate(ctx))
 
   await fastify.register(async (scope) => {
     strictInput(scope)
     verifyRoutes(scope, ctx)
     setupRoutes(scope, ctx)
     adminRoutes(scope, ctx, operator)
+    settingsRoutes(scope, ctx, operator)
   }, { prefix: opts.prefix })
 }
 
@@ -67,14 +77,20 @@ export const totp = fp(fastifyTotp, {
 export default totp
 
 export * from './errors.js'
-export type { TotpRequestState, TotpRouteConfig, TotpSessionState } from './augment.js'
-export { DEFAULT_IP_LIMIT, DEFAULT_ISSUER, DEFAULT_KEY_PREFIX, DEFAULT_LOCKOUT, DEFAULT_PREFIX, DEFAULT_SETTINGS_SHARDS, DEFAULT_SETUP_TTL, DEFAULT_TENANT, DEFAULT_TIMEOUT } from './options.js'
-export type { FastifyTotpOptions, IpLimitOptions, LockoutOptions, TotpEvent, TotpUser } from './options.js'
+export {
+  DEFAULT_IP_LIMIT, DEFAULT_ISSUER, DEFAULT_KEY_PREFIX, DEFAULT_LOCKOUT, DEFAULT_PREFIX, DEFAULT_SETTINGS_SHARDS,
+  DEFAULT_SETUP_TTL, DEFAULT_TIMEOUT
+} from './options.js'
+export type { FastifyTotpOptions, IpLimitOptions, LockoutOptions } from './options.js'
+export { DEFAULT_TENANT } from './types.js'
+export type {
+  AttemptInput, AttemptResult, CheckState, GateState, SecretState, StorePolicy, TenantSettings, TotpEvent,
+  TotpEventType, TotpRequestState, TotpRouteConfig, TotpSessionState, TotpUser, UserRef
+} from './types.js'
 export type { OperatorScope, TotpOperator, TotpUserStatus } from './operator.js'
 export { defineTotpAbilities, ROLE_ADMIN, ROLE_CREATE, ROLE_READ } from './policy/abilities.js'
 export type { AbilityBuilder, TargetFields, TotpAbility, TotpAction, TotpSubjectType } from './policy/abilities.js'
 export { MemoryTotpStore } from './stores/memory.js'
 export { RedisTotpStore, type RedisTotpStoreOptions } from './stores/redis.js'
-export { RedisSessionStore, type RedisSessionStoreOptions, type SessionReadAlong } from './stores/session-store.js'
-export type { AttemptResult, CheckState, FailureResult, GateState, ReadAlong, SecretState, TenantSettings, TotpStore, UserRef } from './stores/store.js'
+export type { TotpStore } from './stores/store.js'
 export { createKeyRing, type KeyRing, type KeyRingInput } from './crypto/seal.js'

@@ -1,9 +1,7 @@
 import type { FastifyRequest } from 'fastify'
-import { DEFAULT_TENANT } from './options.js'
-import { guarded, lockedUntilIso, type TotpContext } from './context.js'
-import type { TenantSettings } from './stores/store.js'
+import { lockedUntilIso, type TotpContext } from './context.js'
 import type { TotpAbility } from './policy/abilities.js'
-import type { TotpUser } from './options.js'
+import { DEFAULT_TENANT, type TenantSettings, type TotpUser } from './types.js'
 
 export interface TotpUserStatus {
   userId: string
@@ -46,7 +44,7 @@ export function createOperator (ctx: TotpContext): TotpOperator {
   const { store } = ctx
   return {
     async status (userId, { tenant = DEFAULT_TENANT } = {}) {
-      const s = await guarded(store.gate({ tenant, userId }))
+      const s = await store.gate({ tenant, userId })
       return {
         userId,
         enabled: s.enabled,
@@ -56,17 +54,17 @@ export function createOperator (ctx: TotpContext): TotpOperator {
       }
     },
     async revoke (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      const had = await guarded(store.revoke({ tenant, userId }))
+      const had = await store.revoke({ tenant, userId })
       ctx.emit(request ?? null, { type: 'secret.revoked', tenant, userId, actorId, ...(had ? {} : { reason: 'nothing to revoke' }) })
       return had
     },
     async setEnforced (userId, enforced, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      await guarded(store.setEnforced({ tenant, userId }, enforced))
+      await store.setEnforced({ tenant, userId }, enforced)
       ctx.emit(request ?? null, { type: 'enforcement.changed', tenant, userId, actorId, enforced })
     },
-    getSettings: async ({ tenant = DEFAULT_TENANT } = {}) => guarded(store.getSettings(tenant)),
+    getSettings: async ({ tenant = DEFAULT_TENANT } = {}) => store.getSettings(tenant),
     async setSettings (settings, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      await guarded(store.setSettings(tenant, { enforceAll: settings.enforceAll }))
+      await store.setSettings(tenant, { enforceAll: settings.enforceAll })
       ctx.emit(request ?? null, { type: 'settings.changed', tenant, actorId, enforceAll: settings.enforceAll })
     },
     abilityFor: (user) => ctx.abilities(user)

@@ -5,42 +5,7 @@ import { TotpOptionsError } from './errors.js'
 import type { AbilityBuilder } from './policy/abilities.js'
 import type { TotpStore } from './stores/store.js'
 import { DEFAULT_TOTP_PARAMS, type HashAlgorithm, type TotpParams } from './totp/index.js'
-
-/** The identity the app supplies after its own first factor. */
-export interface TotpUser {
-  id: string
-  /** @default 'default' — every key and check is per tenant */
-  tenant?: string
-  /** The user who created/owns this user (the hierarchy behind R4). */
-  parentId?: string | null
-  /** e.g. 'ROLE_USER_MANAGEMENT_ADMIN', 'ROLE_USER_MANAGEMENT_CREATE', 'ROLE_USER_MANAGEMENT_READ' */
-  roles: string[]
-  /** All ancestors up the hierarchy, for apps whose own ability rules need them. @default [] */
-  ancestorIds?: string[]
-  /** Account name shown in the authenticator app. @default id */
-  label?: string
-}
-
-/** An audit event (S8), logged with the request's logger and passed to `onEvent`. */
-export interface TotpEvent {
-  type:
-    | 'setup.started' | 'setup.confirmed' | 'setup.failed'
-    | 'verify.succeeded' | 'verify.failed' | 'locked' | 'ip.locked'
-    | 'secret.revoked' | 'enforcement.changed' | 'settings.changed'
-  tenant: string
-  /** The user concerned (absent for tenant settings). */
-  userId?: string
-  /** Who did it, for admin actions (absent when an operator used `fastify.totp`). */
-  actorId?: string
-  ip?: string
-  /** Failures in a row, for failures and locks. */
-  failures?: number
-  /** Lock length, for locks. */
-  lockedForMs?: number
-  reason?: string
-  enforced?: boolean
-  enforceAll?: boolean
-}
+import type { IpPolicy, LockPolicy, TotpEvent, TotpUser } from './types.js'
 
 export interface LockoutOptions {
   /** Wrong or reused codes allowed before the first lock. @default 5 */
@@ -111,10 +76,6 @@ export const DEFAULT_LOCKOUT: Required<LockoutOptions> = { freeFailures: 5, lock
 export const DEFAULT_IP_LIMIT: Required<IpLimitOptions> = { maxFailures: 50, windowSeconds: 900 }
 export const DEFAULT_TIMEOUT = 2000
 export const DEFAULT_SETTINGS_SHARDS = 64
-export const DEFAULT_TENANT = 'default'
-
-export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number }
-export interface IpPolicy { maxFailures: number; windowMs: number }
 
 export interface ResolvedOptions {
   getUser: FastifyTotpOptions['getUser']

@@ -27,8 +27,10 @@ const TABLE: Case[] = [
 ]
 
 const call = (a: Agent, action: Action, target: string) =>
-  action === 'read' ? a.get(`/totp/users/${target}`)
-    : action === 'revoke' ? a.delete(`/totp/users/${target}/secret`)
+  action === 'read'
+    ? a.get(`/totp/users/${target}`)
+    : action === 'revoke'
+      ? a.delete(`/totp/users/${target}/secret`)
       : a.put(`/totp/users/${target}/enforcement`, { enforced: true })
 
 for (const c of TABLE) {
@@ -292,18 +294,24 @@ t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement,
 t.test('S6 a verification whose user\'s secret keeps changing under it fails closed with 503 after three reads', async (t) => {
   await awayFromStepEdge()
   const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
-  let consumes = 0
-  const changing = Object.assign(Object.create(store) as MemoryTotpStore, {
-    consume: async () => { consumes++; return { ok: false as const, reason: 'changed' as const } }
+  let attempts = 0
+  let changing = false
+  const custom = Object.assign(Object.create(store) as MemoryTotpStore, {
+    attempt: async (...args: Parameters<MemoryTotpStore['attempt']>) => {
+      if (!changing) return store.attempt(...args)
+      attempts++
+      return { ok: false as const, reason: 'changed' as const }
+    }
   })
-  const { app } = await build(t, { plugin: { store: changing } })
+  const { app } = await build(t, { plugin: { store: custom } })
   const { secret } = await enrol(app, 'alice')
+  changing = true
   const a = new Agent(app)
   await a.login('alice')
   const res = await a.post('/totp/verify', { code: codeFor(secret) })
   t.equal(res.statusCode, 503)
   t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
-  t.equal(consumes, 3, 'three reads, three tries')
+  t.equal(attempts, 3, 'three reads, three tries')
   t.equal((await a.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED')
 })
 

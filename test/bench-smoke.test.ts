@@ -8,7 +8,7 @@ import { floodOutcome, memoryPerUser } from '../benchmarks/checks.js'
 import { runCore } from '../benchmarks/core.js'
 import { httpScenarios, runInterleaved, runLoad, unexpected } from '../benchmarks/scenarios.js'
 import { seed, TENANT } from '../benchmarks/seed.js'
-import { SECRET_PURPOSE } from '../plugin/context.js'
+import { SECRET_PURPOSE } from '../plugin/verification.js'
 import { createKeyRing, seal } from '../plugin/crypto/seal.js'
 import { DEFAULT_LOCKOUT } from '../plugin/options.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
@@ -46,7 +46,7 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   const ref = { tenant: TENANT, userId: 'enrolled-by-the-store' }
   const sealed = seal(keyRing, generateSecret(), { ...ref, purpose: SECRET_PURPOSE })
   t.equal(await store.startSetup(ref, sealed, 60000), 'ok')
-  t.match(await store.confirmSetup(ref, sealed, timeStepAt(DEFAULT_TOTP_PARAMS) - 1), { ok: true })
+  t.match(await store.attempt(ref, { kind: 'confirm', gen: 0, step: timeStepAt(DEFAULT_TOTP_PARAMS) - 1, pending: sealed, ip: null }), { ok: true })
   t.same((await redis.hkeys(keys.user({ tenant: TENANT, userId: pop.verify[0].id }))).sort(), (await redis.hkeys(keys.user(ref))).sort(),
     'seeded users look like users the store enrolled')
 

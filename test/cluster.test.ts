@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { Cluster } from 'ioredis'
+import { Redis, type Cluster } from 'ioredis'
 import type { TotpUser } from '../plugin/index.js'
 import { DEFAULT_SETTINGS_SHARDS } from '../plugin/options.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
@@ -170,6 +170,44 @@ t.test('cluster: R7 tenant-wide enforcement reaches users on every master (setti
   t.same(await app.totp.getSettings(), { enforceAll: true })
   await app.totp.setSettings({ enforceAll: false })
   for (const a of agents) t.equal((await a.get('/api/profile')).statusCode, 200, 'cleared everywhere')
+})
+
+t.test('cluster: R3 gate cost — exactly one Redis command per gated request, on whichever master holds the user (MONITOR on every node)', async (t) => {
+  const { app, keyPrefix } = await build(t, { redis: client, users })
+  const by = await membersByMaster(keyPrefix)
+  const sample = [...by.values()].map((ids) => ids[0])
+  const enrolled = await enrol(app, sample[0])
+  const plain = await Promise.all(sample.slice(1).map(async (id) => {
+    const a = new Agent(app)
+    await a.login(id)
+    return a
+  }))
+  const seen: string[][] = []
+  const monitors = await Promise.all(cluster.nodes.map(async ({ host, port }) => {
+    const node = new Redis(port, host)
+    t.teardown(() => node.disconnect())
+    const m = await node.monitor()
+    m.on('monitor', (_time: string, args: string[], source: string) => { if (source !== 'lua') seen.push(args) })
+    return m
+  }))
+  t.teardown(() => { for (const m of monitors) m.disconnect() })
+  // MONITOR lags: wait until a marker sent on every master came back
+  const settle = async (): Promise<void> => {
+    const mark = `gate-cost-${Math.random()}`
+    await Promise.all(client.nodes('master').map((n) => n.echo(mark)))
+    for (let i = 0; i < 100 && seen.filter((a) => a[1] === mark).length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  await settle()
+  seen.length = 0
+  const N = 5
+  for (let i = 0; i < N; i++) {
+    t.equal((await enrolled.agent.get('/api/profile')).statusCode, 200)
+    for (const a of plain) t.equal((await a.get('/api/profile')).statusCode, 200)
+  }
+  await settle()
+  const plugin = seen.filter((args) => args.some((a) => a.startsWith(keyPrefix) && !a.startsWith(`${keyPrefix}sess:`)))
+  t.equal(plugin.length, N * sample.length, `one plugin command per gated request (${plugin.length} for ${N * sample.length})`)
+  t.ok(plugin.every((args) => /^evalsha$/i.test(args[0])), 'each one gate script, over one slot')
 })
 
 instanceScenarios(t, 'cluster', connect)

@@ -12,10 +12,16 @@ const getUser = (): null => null
 t.test('options: defaults', async (t) => {
   const o = resolveOptions({ getUser })
   t.match(o, {
-    issuer: 'fastify-totp', prefix: '/totp', keyPrefix: 'totp:',
+    issuer: 'fastify-totp',
+    prefix: '/totp',
+    keyPrefix: 'totp:',
     totp: { algorithm: 'sha1', digits: 6, period: 30, window: 1 },
-    setupTtlMs: 600_000, lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 },
-    ip: { maxFailures: 50, windowMs: 900_000 }, timeout: 2000, settingsShards: 64, keyRing: null
+    setupTtlMs: 600_000,
+    lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 },
+    ip: { maxFailures: 50, windowMs: 900_000 },
+    timeout: 2000,
+    settingsShards: 64,
+    keyRing: null
   })
   t.equal(DEFAULT_LOCKOUT.freeFailures, 5)
   t.equal(resolveOptions({ getUser, ipLimit: false }).ip, null)
@@ -143,9 +149,9 @@ t.test('S6 a custom store answering with another promise implementation is await
     catch (): this { return this }
   }
   const store = await enforcedStore()
-  const now = (store as unknown as { gateNow: (ref: unknown) => unknown }).gateNow.bind(store)
+  const state = await store.gate({ tenant: 'default', userId: 'u' })
   let answer: 'state' | 'nothing' = 'state'
-  store.gate = (ref) => new OtherPromise(answer === 'state' ? now(ref) : undefined) as never
+  store.gate = () => new OtherPromise(answer === 'state' ? state : undefined) as never
   const app = await customStoreApp(t, store)
   t.equal((await app.inject('/api')).statusCode, 403, 'the state came through: the enforced user must set up first')
   answer = 'nothing'

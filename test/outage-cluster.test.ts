@@ -304,7 +304,7 @@ t.test('S6 Redis Cluster failover: a master with a replica killed mid-traffic �
  * before the command is written, so the client times out (503) while Redis still holds the
  * command and runs it once thawed — the worst case of a hung Redis.
  */
-function freezeOn (redis: Redis, script: 'totpConsume' | 'totpConfirm', freeze: () => Promise<void>): { fired: () => boolean } {
+function freezeOn (redis: Redis, script: 'totpAttempt', freeze: () => Promise<void>): { fired: () => boolean } {
   const original = (redis as any)[script].bind(redis)
   let fired = false
   ;(redis as any)[script] = (...args: unknown[]) => {
@@ -330,7 +330,7 @@ t.test('S3/S6 no half-written verification: a /totp/verify burst frozen mid-way 
     await agent.login(user)
     return { user, secret, agent }
   }))
-  const hook = freezeOn(redis, 'totpConsume', () => server.freeze())
+  const hook = freezeOn(redis, 'totpAttempt', () => server.freeze())
   const answers = await Promise.all(sessions.map((s) => s.agent.post('/totp/verify', { code: codeFor(s.secret) })))
   t.ok(hook.fired(), 'the freeze hit a consume in flight')
   await sleep(200)
@@ -362,7 +362,7 @@ t.test('R1/S3/S6 no half-written setup: a /totp/setup/confirm frozen mid-way —
   const agent = new Agent(app)
   await agent.login('alice')
   const { secret } = (await agent.post('/totp/setup')).json()
-  freezeOn(redis, 'totpConfirm', () => server.freeze())
+  freezeOn(redis, 'totpAttempt', () => server.freeze())
   const answer = await agent.post('/totp/setup/confirm', { code: codeFor(secret) })
   await sleep(200)
   await server.thaw()

@@ -28,7 +28,7 @@ t.test('package: the packed tarball imports, finds its Lua scripts and type-chec
   const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = packed[0].files.map((f) => f.path)
   t.ok(files.includes('dist/plugin/index.d.ts'), 'declarations are packed')
-  t.ok(files.includes('dist/plugin/stores/lua/session.lua'), 'the Lua scripts are packed')
+  t.ok(files.includes('dist/plugin/stores/lua/attempt.lua'), 'the Lua scripts are packed')
   t.notOk(files.some((f) => f.startsWith('plugin/') || f.startsWith('test/')), 'no sources or tests')
 
   // node_modules: the package unpacked, everything else linked to this checkout's copies
@@ -46,7 +46,8 @@ t.test('package: the packed tarball imports, finds its Lua scripts and type-chec
 
   const run = `
     import Fastify from 'fastify'
-    import totp, { createKeyRing, RedisSessionStore, RedisTotpStore, TotpRequiredError } from 'fastify-totp'
+    import totp, { createKeyRing, RedisTotpStore, TotpRequiredError } from 'fastify-totp'
+    import { RedisSessionStore } from 'fastify-totp/session-store'
     const app = Fastify()
     await app.register((await import('@fastify/cookie')).default)
     await app.register((await import('@fastify/session')).default, { secret: 'x'.repeat(32), cookie: { secure: false } })
@@ -63,7 +64,8 @@ t.test('package: the packed tarball imports, finds its Lua scripts and type-chec
     import fastifyCookie from '@fastify/cookie'
     import fastifySession from '@fastify/session'
     import { Redis } from 'ioredis'
-    import totp, { RedisSessionStore, TotpRequiredError, type TotpUser } from 'fastify-totp'
+    import totp, { TotpRequiredError, type TotpUser } from 'fastify-totp'
+    import { RedisSessionStore } from 'fastify-totp/session-store'
     export async function build (redis: Redis) {
       const app = Fastify()
       await app.register(fastifyCookie)

@@ -1,7 +1,7 @@
 import type { Test } from 'tap'
 import type { TotpStore } from '../plugin/stores/store.js'
 import { DEFAULT_LOCKOUT } from '../plugin/options.js'
-import type { StorePolicy } from '../plugin/stores/store.js'
+import type { AttemptResult, StorePolicy, UserRef } from '../plugin/types.js'
 
 export const POLICY: StorePolicy = {
   lock: { freeFailures: 3, lockMs: 150, maxLockMs: 500 },
@@ -14,207 +14,180 @@ export const DEFAULT_POLICY: StorePolicy = {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 let n = 0
-const ref = (tenant = 'default') => ({ tenant, userId: `user-${process.pid}-${Date.now()}-${n++}` })
+const ref = (tenant = 'default'): UserRef => ({ tenant, userId: `user-${process.pid}-${Date.now()}-${n++}` })
+const newIp = (block: number): string => `10.${block}.${n++ % 250}.${process.pid % 250}`
+
+// The deciding calls the routes make, by name.
+const confirm = (s: TotpStore, u: UserRef, pending: string, step: number | null, gen = 0, ip: string | null = null): Promise<AttemptResult> =>
+  s.attempt(u, { kind: 'confirm', gen, step, pending, ip })
+const verify = (s: TotpStore, u: UserRef, step: number | null, gen: number, ip: string | null = null): Promise<AttemptResult> =>
+  s.attempt(u, { kind: 'verify', gen, step, ip })
+/** A wrong code for an enrolled user of generation `gen`. */
+const wrong = (s: TotpStore, u: UserRef, gen: number, ip: string | null = null): Promise<AttemptResult> => verify(s, u, null, gen, ip)
+const failed = (failures: number, lockedForMs = 0, ipLockedForMs = 0): AttemptResult =>
+  ({ ok: false, reason: 'failed', failures, lockedForMs, ipLockedForMs })
 
 /** The store contract: every implementation (memory, Redis, Redis Cluster) must pass it. */
 export function storeContract (t: Test, name: string, make: (policy: StorePolicy) => Promise<TotpStore>): void {
+  const enrolled = async (s: TotpStore, step = 10): Promise<UserRef> => {
+    const u = ref()
+    await s.startSetup(u, 'k1.x', 60_000)
+    await confirm(s, u, 'k1.x', step)
+    return u
+  }
+
   t.test(`${name}: R1 setup is pending until confirmed; confirming activates and counts the step as used (S3)`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
     t.same(await s.gate(u), { enabled: false, enforced: false, enforceAll: false, gen: 0, lockedUntil: 0 })
-    t.equal(await s.startSetup(u, 'sealed-1', 60_000), 'ok')
-    t.match(await s.load(u), { sealed: null, pending: 'sealed-1', lastStep: -1, lockedForMs: 0 })
-    t.equal(await s.startSetup(u, 'sealed-2', 60_000), 'ok', 'a restarted setup replaces the pending one')
-    t.same(await s.confirmSetup(u, 'sealed-1', 100), { ok: false, reason: 'no-pending' }, 'stale pending secret refused')
-    t.same(await s.confirmSetup(u, 'sealed-2', 100), { ok: true, gen: 1 })
-    t.match(await s.load(u), { sealed: 'sealed-2', pending: null, lastStep: 100 })
+    t.equal(await s.startSetup(u, 'k1.sealed-1', 60_000), 'ok')
+    t.same((await s.check(u)).secret, { sealed: null, pending: 'k1.sealed-1', lastStep: -1 })
+    t.equal(await s.startSetup(u, 'k1.sealed-2', 60_000), 'ok', 'a restarted setup replaces the pending one')
+    t.same(await confirm(s, u, 'k1.sealed-1', 100), { ok: false, reason: 'no-pending' }, 'stale pending secret refused')
+    t.same(await confirm(s, u, 'k1.sealed-2', 100), { ok: true, gen: 1 })
+    t.same((await s.check(u)).secret, { sealed: 'k1.sealed-2', pending: null, lastStep: 100 })
     t.match(await s.gate(u), { enabled: true, gen: 1 })
-    t.equal(await s.startSetup(u, 'sealed-3', 60_000), 'already-enabled', 'R2')
-    t.same(await s.confirmSetup(u, 'sealed-2', 101), { ok: false, reason: 'already-enabled' })
-    t.match(await s.consume(u, 100, 1), { ok: false, reason: 'failed' }, 'the confirming step is used')
+    t.equal(await s.startSetup(u, 'k1.sealed-3', 60_000), 'already-enabled', 'R2')
+    t.same(await confirm(s, u, 'k1.sealed-2', 101, 1), { ok: false, reason: 'already-enabled' })
+    t.match(await verify(s, u, 100, 1), { ok: false, reason: 'failed' }, 'the confirming step is used')
+    const plain = ref()
+    await s.startSetup(plain, 'no-key-id', 60_000)
+    t.same(await confirm(s, plain, 'no-key-id', 5), { ok: true, gen: 1 }, 'a sealed value without a key id is kept whole')
+    t.equal((await s.check(plain)).secret.sealed, 'no-key-id')
   })
 
   t.test(`${name}: R1 a pending setup expires`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
-    await s.startSetup(u, 'p', 100)
+    await s.startSetup(u, 'k1.p', 100)
     await sleep(150)
-    t.equal((await s.load(u)).pending, null)
-    t.same(await s.confirmSetup(u, 'p', 5), { ok: false, reason: 'no-pending' })
+    t.equal((await s.check(u)).secret.pending, null)
+    t.same(await confirm(s, u, 'k1.p', 5), { ok: false, reason: 'no-pending' })
+  })
+
+  t.test(`${name}: R1 a wrong confirming code is charged like a wrong verification`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    await s.startSetup(u, 'k1.p', 60_000)
+    t.same(await confirm(s, u, 'k1.p', null), failed(1))
+    t.same((await s.check(u)).secret, { sealed: null, pending: 'k1.p', lastStep: -1 }, 'still pending')
   })
 
   t.test(`${name}: S3 the last accepted step only grows; of N racing consumes of one step exactly one wins`, async (t) => {
     // the 19 losers are charged as reused codes: allow them without a lock here
     const s = await make({ ...POLICY, lock: { ...POLICY.lock, freeFailures: 100 } })
-    const u = ref()
-    await s.startSetup(u, 'x', 60_000)
-    await s.confirmSetup(u, 'x', 10)
-    const results = await Promise.all(Array.from({ length: 20 }, () => s.consume(u, 11, 1)))
+    const u = await enrolled(s)
+    const results = await Promise.all(Array.from({ length: 20 }, () => verify(s, u, 11, 1)))
     t.equal(results.filter((r) => r.ok).length, 1)
-    t.match(await s.consume(u, 12, 1), { ok: true })
-    t.match(await s.consume(u, 11, 1), { ok: false, reason: 'failed' }, 'older step refused')
-    t.equal((await s.load(u)).lastStep, 12)
-    t.same(await s.consume(ref(), 1, 0), { ok: false, reason: 'not-enabled' })
+    t.match(await verify(s, u, 12, 1), { ok: true })
+    t.match(await verify(s, u, 11, 1), { ok: false, reason: 'failed' }, 'older step refused')
+    t.equal((await s.check(u)).secret.lastStep, 12)
+    t.same(await verify(s, ref(), 1, 0), { ok: false, reason: 'not-enabled' })
   })
 
   t.test(`${name}: S3 a step is consumed once, whoever asks again; R4 a code checked under another generation (revoked or replaced since) consumes and charges nothing`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
-    await s.startSetup(u, 'x', 60_000)
-    t.same(await s.confirmSetup(u, 'x', 10), { ok: true, gen: 1 })
-    t.match(await s.consume(u, 10, 1), { ok: false, reason: 'failed', failures: 1 }, 'the confirming step, asked again: a replay')
-    t.same(await s.consume(u, 11, 1), { ok: true, gen: 1 })
-    t.match(await s.consume(u, 11, 1), { ok: false, reason: 'failed', failures: 1 }, 'a consumed step, asked again: a replay')
-    t.same(await s.consume(u, 12, 0), { ok: false, reason: 'changed' }, 'checked under an older generation')
-    t.same(await s.consume(u, 12, 2), { ok: false, reason: 'changed' }, 'or any other')
-    t.equal((await s.load(u)).lastStep, 11, 'nothing consumed')
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 }, 'nothing charged')
+    await s.startSetup(u, 'k1.x', 60_000)
+    t.same(await confirm(s, u, 'k1.x', 10), { ok: true, gen: 1 })
+    t.same(await verify(s, u, 10, 1), failed(1), 'the confirming step, asked again: a replay')
+    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1 })
+    t.same(await verify(s, u, 11, 1), failed(1), 'a consumed step, asked again: a replay')
+    t.same(await verify(s, u, 12, 0), { ok: false, reason: 'changed' }, 'checked under an older generation')
+    t.same(await verify(s, u, 12, 2), { ok: false, reason: 'changed' }, 'or any other')
+    t.same(await wrong(s, u, 2), { ok: false, reason: 'changed' }, 'a wrong code under another generation charges nobody')
+    t.equal((await s.check(u)).secret.lastStep, 11, 'nothing consumed')
+    t.same(await wrong(s, u, 1), failed(2), 'nothing charged')
     await s.revoke(u)
-    t.same(await s.consume(u, 12, 1), { ok: false, reason: 'not-enabled' }, 'revoked since')
-    await s.startSetup(u, 'y', 60_000)
-    t.same(await s.confirmSetup(u, 'y', 12), { ok: true, gen: 3 })
-    t.same(await s.consume(u, 13, 1), { ok: false, reason: 'changed' }, 'replaced since: a code checked against the old secret')
-    t.same(await s.consume(u, 13, 3), { ok: true, gen: 3 }, 'checked against the secret there now')
+    t.same(await verify(s, u, 12, 2), { ok: false, reason: 'not-enabled' }, 'revoked since')
+    await s.startSetup(u, 'k1.y', 60_000)
+    t.same(await confirm(s, u, 'k1.y', 12, 2), { ok: true, gen: 3 })
+    t.same(await verify(s, u, 13, 1), { ok: false, reason: 'changed' }, 'replaced since: a code checked against the old secret')
+    t.same(await verify(s, u, 13, 3), { ok: true, gen: 3 }, 'checked against the secret there now')
   })
 
   t.test(`${name}: S4 failures lock from the free-th on, doubling, capped; locked attempts are not charged; success resets`, async (t) => {
     const s = await make(POLICY)
-    const u = ref()
-    await s.startSetup(u, 'x', 60_000)
-    await s.confirmSetup(u, 'x', 10)
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 })
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 })
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 3, lockedForMs: 150 })
-    const locked = await s.fail(u)
+    const u = await enrolled(s)
+    t.same(await wrong(s, u, 1), failed(1))
+    t.same(await wrong(s, u, 1), failed(2))
+    t.same(await wrong(s, u, 1), failed(3, 150))
+    const locked = await wrong(s, u, 1)
     t.match(locked, { ok: false, reason: 'locked' })
     t.ok((locked as any).retryAfterMs > 0 && (locked as any).retryAfterMs <= 150)
-    t.match(await s.consume(u, 11, 1), { ok: false, reason: 'locked' }, 'a right code is not checked while locked')
+    t.match(await verify(s, u, 11, 1), { ok: false, reason: 'locked' }, 'a right code is not consumed while locked')
     t.ok((await s.gate(u)).lockedUntil > Date.now())
-    t.ok((await s.load(u)).lockedForMs > 0)
     await sleep(160)
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 4, lockedForMs: 300 }, 'doubles')
+    t.same(await wrong(s, u, 1), failed(4, 300), 'doubles')
     await sleep(310)
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 5, lockedForMs: 500 }, 'capped')
+    t.same(await wrong(s, u, 1), failed(5, 500), 'capped')
     await sleep(510)
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 6, lockedForMs: 500 })
+    t.same(await wrong(s, u, 1), failed(6, 500))
     await sleep(510)
-    t.same(await s.consume(u, 11, 1), { ok: true, gen: 1 })
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, 'reset by the success')
+    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1 })
+    t.same(await wrong(s, u, 1), failed(1), 'reset by the success')
   })
 
-  t.test(`${name}: S4 default policy: 5 free failures, then 30 s`, async (t) => {
+  t.test(`${name}: S4 default policy: 5 free failures, then 30 s; no IP budget when off`, async (t) => {
     const s = await make(DEFAULT_POLICY)
-    const u = ref()
+    const u = await enrolled(s)
     const r = []
-    for (let i = 0; i < 5; i++) r.push(await s.fail(u))
-    t.same(r.map((x: any) => x.lockedForMs), [0, 0, 0, 0, 30_000])
-    t.match(await s.fail(u), { reason: 'locked' })
-    t.equal(await s.failIp('1.2.3.4'), 0, 'no IP budget when off')
-    t.equal(await s.ipBlocked('1.2.3.4'), 0)
+    for (let i = 0; i < 5; i++) r.push(await wrong(s, u, 1, '1.2.3.4'))
+    t.same(r.map((x: any) => [x.lockedForMs, x.ipLockedForMs]), [[0, 0], [0, 0], [0, 0], [0, 0], [30_000, 0]])
+    t.match(await wrong(s, u, 1), { reason: 'locked' })
   })
 
-  t.test(`${name}: S4 per-IP budget`, async (t) => {
-    const s = await make(POLICY)
-    const ip = `10.0.${n++ % 250}.${process.pid % 250}`
-    for (let i = 0; i < 3; i++) t.equal(await s.failIp(ip), 0)
-    t.equal(await s.ipBlocked(ip), 0)
-    t.ok(await s.failIp(ip) > 59_000)
-    t.ok(await s.ipBlocked(ip) > 59_000)
-  })
-
-  t.test(`${name}: S3/S4 check reads what gate, load and ipBlocked read, at once`, async (t) => {
-    const s = await make(POLICY)
-    const u = ref()
-    const ip = `10.1.${n++ % 250}.${process.pid % 250}`
-    t.same(await s.check(u, ip), { gate: await s.gate(u), secret: await s.load(u), ipBlockedMs: 0 }, 'a stranger')
-    await s.startSetup(u, 'sealed-p', 60_000)
-    t.same(await s.check(u, ip), { gate: await s.gate(u), secret: await s.load(u), ipBlockedMs: 0 }, 'a pending setup')
-    await s.confirmSetup(u, 'sealed-p', 7)
-    await s.setEnforced(u, true)
-    for (let i = 0; i < 3; i++) await s.fail(u)
-    for (let i = 0; i < 4; i++) await s.failIp(ip)
-    const c = await s.check(u, ip)
-    t.match(c, { gate: { enabled: true, enforced: true, gen: 1 }, secret: { sealed: 'sealed-p', pending: null, lastStep: 7, gen: 1 } })
-    t.ok(c.secret.lockedForMs > 0 && c.secret.lockedForMs <= 150, 'the lock left')
-    t.equal(c.gate.lockedUntil > Date.now(), true)
-    t.ok(c.ipBlockedMs > 59_000, 'the IP\'s budget is spent')
-    t.same({ ...c, secret: { ...c.secret, lockedForMs: 0 }, ipBlockedMs: 0 }, { gate: await s.gate(u), secret: { ...await s.load(u), lockedForMs: 0 }, ipBlockedMs: 0 })
-  })
-
-  t.test(`${name}: S4 failAttempt charges user and IP at once; a locked user is not charged, the IP is`, async (t) => {
-    const s = await make(POLICY)
-    const u = ref()
-    const ip = `10.2.${n++ % 250}.${process.pid % 250}`
-    t.same(await s.failAttempt(u, ip, 0), { user: { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, ipBlockedMs: 0 })
-    t.same(await s.failAttempt(u, ip, 0), { user: { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 }, ipBlockedMs: 0 })
-    t.same(await s.failAttempt(u, ip, 0), { user: { ok: false, reason: 'failed', failures: 3, lockedForMs: 150 }, ipBlockedMs: 0 })
-    const locked = await s.failAttempt(u, ip, 0)
-    t.match(locked, { user: { ok: false, reason: 'locked' } }, 'the 4th while locked: not checked, not charged')
-    t.ok(locked.ipBlockedMs > 59_000, 'the IP\'s 4th failure spends its budget')
-    t.ok((await s.check(u, ip)).ipBlockedMs > 59_000)
-    const open = await make({ ...POLICY, ip: null })
-    t.same(await open.failAttempt(ref(), ip, 0), { user: { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, ipBlockedMs: 0 }, 'no IP budget when off')
-    t.equal((await open.check(u, ip)).ipBlockedMs, 0)
-  })
-
-  t.test(`${name}: R4/S4 a wrong code checked under another generation (revoked or replaced since) charges nobody, neither user nor IP`, async (t) => {
-    const s = await make(POLICY)
-    const u = ref()
-    const ip = `10.4.${n++ % 250}.${process.pid % 250}`
-    await s.startSetup(u, 'x', 60_000)
-    await s.confirmSetup(u, 'x', 10)
-    t.same(await s.failAttempt(u, ip, 0), { user: { ok: false, reason: 'changed' }, ipBlockedMs: 0 }, 'checked before the confirmation')
-    t.same(await s.fail(u, 2), { ok: false, reason: 'changed' })
-    for (let i = 0; i < 3; i++) t.equal(await s.failIp(ip), 0, 'the IP was not charged: three more fit its budget')
-    const charged = await s.failAttempt(u, ip, 1)
-    t.same(charged.user, { ok: false, reason: 'failed', failures: 1, lockedForMs: 0 }, 'under its own generation: charged, the user\'s first')
-    t.ok(charged.ipBlockedMs > 59_000, 'and the IP\'s fourth, which spends its budget')
-    t.same(await s.fail(u), { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 }, 'without a generation: charged')
-  })
-
-  t.test(`${name}: S4 an IP over its budget: consume and confirmSetup with it refuse undecided, failAttempt charges no one`, async (t) => {
-    const s = await make(POLICY)
-    const u = ref()
+  t.test(`${name}: S4 a wrong code charges user and IP at once; the IP's budget spans users`, async (t) => {
+    const s = await make({ ...POLICY, lock: { ...POLICY.lock, freeFailures: 100 } })
+    const ip = newIp(2)
+    const users = [await enrolled(s), await enrolled(s)]
+    t.same(await wrong(s, users[0], 1, ip), failed(1))
+    t.same(await wrong(s, users[1], 1, ip), failed(1))
+    t.same(await wrong(s, users[0], 1, ip), failed(2))
+    const spent = await wrong(s, users[1], 1, ip)
+    t.match(spent, { ok: false, reason: 'failed', failures: 2, lockedForMs: 0 })
+    t.ok(spent.ok === false && spent.reason === 'failed' && spent.ipLockedForMs > 59_000, 'the IP\'s 4th failure spends its budget')
+    const refused = await verify(s, users[0], 11, 1, ip)
+    t.ok(refused.ok === false && refused.reason === 'ip-locked' && refused.retryAfterMs > 59_000, 'then a right code is refused, with the time left')
+    t.equal((await s.check(users[0])).secret.lastStep, 10, 'the step was not consumed')
+    t.match(await wrong(s, users[0], 1, ip), { ok: false, reason: 'ip-locked' }, 'a wrong code too')
+    t.same(await wrong(s, users[0], 1), failed(3), 'the user was not charged while the IP was refused')
+    t.same(await verify(s, users[0], 11, 1), { ok: true, gen: 1 }, 'without the IP it consumes')
     const other = ref()
-    const ip = `10.3.${n++ % 250}.${process.pid % 250}`
-    await s.startSetup(u, 'sealed-u', 60_000)
-    await s.confirmSetup(u, 'sealed-u', 7)
-    t.same(await s.consume(u, 8, 1, ip), { ok: true, gen: 1 }, 'within its budget the IP changes nothing')
-    for (let i = 0; i < 4; i++) await s.failIp(ip)
-    const refused = await s.consume(u, 9, 1, ip)
-    t.match(refused, { ok: false, reason: 'ip-locked' })
-    t.ok(refused.ok === false && refused.reason === 'ip-locked' && refused.retryAfterMs > 59_000, 'with the time left')
-    t.equal((await s.load(u)).lastStep, 8, 'the step was not consumed')
-    t.same(await s.consume(u, 9, 1), { ok: true, gen: 1 }, 'without the IP (its budget read by the caller) it consumes')
-    await s.startSetup(other, 'sealed-o', 60_000)
-    t.match(await s.confirmSetup(other, 'sealed-o', 7, ip), { ok: false, reason: 'ip-locked' }, 'a confirmation is refused too')
-    t.match(await s.load(other), { sealed: null, pending: 'sealed-o', lastStep: -1 }, 'nothing confirmed')
-    t.same(await s.confirmSetup(other, 'sealed-o', 7), { ok: true, gen: 1 }, 'without the IP it confirms')
-    const third = ref()
-    const charged = await s.failAttempt(third, ip, 0)
-    t.match(charged, { user: { ok: false, reason: 'ip-locked' }, ipBlockedMs: 0 })
-    t.same(await s.load(third), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 0 }, 'the user was not charged')
-    const open = await make({ ...POLICY, ip: null })
-    const v = ref()
-    await open.startSetup(v, 'sealed-v', 60_000)
-    await open.confirmSetup(v, 'sealed-v', 7)
-    t.same(await open.consume(v, 8, 1, ip), { ok: true, gen: 1 }, 'no IP budget when off')
+    await s.startSetup(other, 'k1.o', 60_000)
+    t.match(await confirm(s, other, 'k1.o', 7, 0, ip), { ok: false, reason: 'ip-locked' }, 'a confirmation is refused too')
+    t.same((await s.check(other)).secret, { sealed: null, pending: 'k1.o', lastStep: -1 }, 'nothing confirmed')
+    t.same(await confirm(s, other, 'k1.o', 7, 0, newIp(2)), { ok: true, gen: 1 }, 'from another IP it confirms')
+  })
+
+  t.test(`${name}: S4 a locked user's attempt charges nobody, neither user nor IP, whatever the code`, async (t) => {
+    const s = await make(POLICY)
+    const u = await enrolled(s)
+    const ip = newIp(5)
+    for (let i = 0; i < 3; i++) await wrong(s, u, 1)
+    for (let i = 0; i < 10; i++) {
+      t.match(await wrong(s, u, 1, ip), { ok: false, reason: 'locked' })
+      t.match(await verify(s, u, 11, 1, ip), { ok: false, reason: 'locked' })
+    }
+    const v = await enrolled(s)
+    t.same(await wrong(s, v, 1, ip), failed(1), 'the IP kept its whole budget: another user\'s failure is its first')
+    for (let i = 0; i < 2; i++) t.same(await wrong(s, v, 1, ip), failed(i + 2, i === 1 ? 150 : 0))
+    const fourth = await wrong(s, await enrolled(s), 1, ip)
+    t.ok(fourth.ok === false && fourth.reason === 'failed' && fourth.ipLockedForMs > 59_000, 'its fourth failure spends it')
   })
 
   t.test(`${name}: R4 revoke deletes secret, pending setup, replay and lock state at once and bumps the generation`, async (t) => {
     const s = await make(POLICY)
-    const u = ref()
-    await s.startSetup(u, 'x', 60_000)
-    await s.confirmSetup(u, 'x', 10)
-    for (let i = 0; i < 3; i++) await s.fail(u)
+    const u = await enrolled(s)
+    for (let i = 0; i < 3; i++) await wrong(s, u, 1)
     await s.setEnforced(u, true)
     t.equal(await s.revoke(u), true)
     t.same(await s.gate(u), { enabled: false, enforced: true, enforceAll: false, gen: 2, lockedUntil: 0 })
-    t.same(await s.load(u), { sealed: null, pending: null, lastStep: -1, lockedForMs: 0, gen: 2 })
+    t.same((await s.check(u)).secret, { sealed: null, pending: null, lastStep: -1 })
     t.equal(await s.revoke(u), false, 'nothing left')
-    await s.startSetup(u, 'y', 60_000)
+    await s.startSetup(u, 'k1.y', 60_000)
     t.equal(await s.revoke(u), true, 'a pending setup counts')
-    t.equal((await s.load(u)).pending, null)
+    t.equal((await s.check(u)).secret.pending, null)
   })
 
   t.test(`${name}: R5/R7 enforcement per user and per tenant`, async (t) => {
@@ -229,6 +202,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     await s.setSettings(tenant, { enforceAll: true })
     t.same(await s.getSettings(tenant), { enforceAll: true })
     for (let i = 0; i < 20; i++) t.match(await s.gate(ref(tenant)), { enforceAll: true }, 'every user of the tenant')
+    t.match((await s.check(ref(tenant))).gate, { enforceAll: true }, 'the code routes\' read too')
     t.match(await s.gate(other), { enforceAll: false }, 'another tenant untouched')
     await s.setSettings(tenant, { enforceAll: false })
     t.same(await s.getSettings(tenant), { enforceAll: false })
@@ -239,8 +213,8 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     const s = await make(POLICY)
     const a = { tenant: 'a:b', userId: `c}{${n++}` }
     const b = { tenant: 'a', userId: `b:c}{${n - 1}` }
-    await s.startSetup(a, 'sa', 60_000)
-    await s.confirmSetup(a, 'sa', 1)
+    await s.startSetup(a, 'k1.sa', 60_000)
+    await confirm(s, a, 'k1.sa', 1)
     t.match(await s.gate(b), { enabled: false })
     t.match(await s.gate(a), { enabled: true })
   })

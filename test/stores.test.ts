@@ -28,8 +28,8 @@ t.test('redis: an enrolled user stays a compact listpack hash (memory per user)'
   const ref = { tenant: 'default', userId: 'user-0042' }
   const sealed = seal(createKeyRing(Buffer.alloc(32, 7)), generateSecret(), { ...ref, purpose: 'totp-secret' })
   await store.startSetup(ref, sealed, 60_000)
-  t.match(await store.confirmSetup(ref, sealed, 100), { ok: true })
-  t.equal((await store.load(ref)).sealed, sealed, 'the sealed secret reads back whole')
+  t.match(await store.attempt(ref, { kind: 'confirm', gen: 0, step: 100, pending: sealed, ip: null }), { ok: true })
+  t.equal((await store.check(ref)).secret.sealed, sealed, 'the sealed secret reads back whole')
   const key = store.keys.user(ref)
   t.equal(await redis.object('ENCODING', key), 'listpack', 'no field over hash-max-listpack-value (64 bytes)')
   const bytes = Number(await redis.memory('USAGE', key))

@@ -1,5 +1,5 @@
 import { AbilityBuilder, createMongoAbility, ForbiddenError, subject, type ForcedSubject, type MongoAbility } from '@casl/ability'
-import { DEFAULT_TENANT, type TotpUser } from '../options.js'
+import { DEFAULT_TENANT, type TotpUser } from '../types.js'
 
 export const ROLE_ADMIN = 'ROLE_USER_MANAGEMENT_ADMIN'
 export const ROLE_CREATE = 'ROLE_USER_MANAGEMENT_CREATE'

@@ -1,20 +1,22 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { TotpForbiddenError, TotpUserNotFoundError } from '../errors.js'
 import { requireUser, type TotpContext } from '../context.js'
-import { DEFAULT_TENANT, type TotpUser } from '../options.js'
 import type { TotpOperator } from '../operator.js'
-import { refusal, SELF_ENFORCE, SELF_REVOKE, settingsSubject, targetSubject, type TotpAction, type TotpSubjectType } from '../policy/abilities.js'
-import { enforcementBody, settingsBody, userParams } from './schemas.js'
+import { refusal, SELF_ENFORCE, SELF_REVOKE, targetSubject, type TotpAction, type TotpSubjectType } from '../policy/abilities.js'
+import { DEFAULT_TENANT, type TotpUser } from '../types.js'
+import { enforcementBody, userParams } from './schemas.js'
 
 type UserRoute = { Params: { userId: string } }
 
-/** The admin routes (R4–R8): every decision is a CASL ability check. */
+/** The per-user admin routes (status, revocation, enforcement): every decision is a CASL ability check. */
 export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpOperator): void {
-  const { findUser } = ctx.opts
+  const findUser = ctx.opts.findUser
+  if (findUser === undefined) return
+  const find = findUser
 
   async function authorize (request: FastifyRequest<UserRoute>, action: TotpAction, type: Exclude<TotpSubjectType, 'TotpSettings'>): Promise<{ actor: TotpUser; target: TotpUser; tenant: string }> {
     const { user: actor, ref } = requireUser(request)
-    const target = await findUser!(ref.tenant, request.params.userId)
+    const target = await find(ref.tenant, request.params.userId)
     // an unknown user, or one of another tenant, is not found
     if (target === null || target === undefined || (target.tenant ?? DEFAULT_TENANT) !== ref.tenant) throw new TotpUserNotFoundError()
     // R4/R5 "whatever the roles": never oneself, even where an app's own `defineAbilities` would allow it
@@ -25,42 +27,22 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
     return { actor, target, tenant: ref.tenant }
   }
 
-  if (findUser !== undefined) {
-    scope.get<UserRoute>('/users/:userId', { schema: { params: userParams } }, async (request) => {
-      const { target, tenant } = await authorize(request, 'read', 'TotpStatus')
-      return op.status(target.id, { tenant })
-    })
-
-    scope.delete<UserRoute>('/users/:userId/secret', { schema: { params: userParams } }, async (request, reply) => {
-      const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret')
-      await op.revoke(target.id, { tenant, actorId: actor.id, request })
-      return reply.code(204).send()
-    })
-
-    scope.put<UserRoute & { Body: { enforced: boolean } }>('/users/:userId/enforcement', {
-      schema: { params: userParams, body: enforcementBody }
-    }, async (request) => {
-      const { actor, target, tenant } = await authorize(request, 'update', 'TotpEnforcement')
-      await op.setEnforced(target.id, request.body.enforced, { tenant, actorId: actor.id, request })
-      return { userId: target.id, enforced: request.body.enforced }
-    })
-  }
-
-  const authorizeSettings = (request: FastifyRequest, action: TotpAction): { actor: TotpUser; tenant: string } => {
-    const { user: actor, ref } = requireUser(request)
-    const why = refusal(ctx.abilities(actor), action, settingsSubject(ref.tenant))
-    if (why !== null) throw new TotpForbiddenError(why)
-    return { actor, tenant: ref.tenant }
-  }
-
-  scope.get('/settings', async (request) => {
-    const { tenant } = authorizeSettings(request, 'read')
-    return op.getSettings({ tenant })
+  scope.get<UserRoute>('/users/:userId', { schema: { params: userParams } }, async (request) => {
+    const { target, tenant } = await authorize(request, 'read', 'TotpStatus')
+    return op.status(target.id, { tenant })
   })
 
-  scope.put<{ Body: { enforceAll: boolean } }>('/settings', { schema: { body: settingsBody } }, async (request) => {
-    const { actor, tenant } = authorizeSettings(request, 'update')
-    await op.setSettings({ enforceAll: request.body.enforceAll }, { tenant, actorId: actor.id, request })
-    return { enforceAll: request.body.enforceAll }
+  scope.delete<UserRoute>('/users/:userId/secret', { schema: { params: userParams } }, async (request, reply) => {
+    const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret')
+    await op.revoke(target.id, { tenant, actorId: actor.id, request })
+    return reply.code(204).send()
+  })
+
+  scope.put<UserRoute & { Body: { enforced: boolean } }>('/users/:userId/enforcement', {
+    schema: { params: userParams, body: enforcementBody }
+  }, async (request) => {
+    const { actor, target, tenant } = await authorize(request, 'update', 'TotpEnforcement')
+    await op.setEnforced(target.id, request.body.enforced, { tenant, actorId: actor.id, request })
+    return { userId: target.id, enforced: request.body.enforced }
   })
 }

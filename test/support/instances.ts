@@ -26,7 +26,6 @@ export class Browser {
   }
 }
 
-
 /**
  * Three instances as a deployment runs them: same keyPrefix, same encryption key and
  * session secret, each with its own Redis connection.

@@ -1,10 +1,11 @@
--- The gate of the routes that check a code (/verify, /setup/confirm): the gate's answer, the
--- sealed secrets, replay and lock state and (standalone Redis) the IP's budget, in one command.
--- KEYS: user hash, tenant settings (copy in the user's slot), pending setup[, ip counter].
--- ARGV: the IP's max failures (with the ip key).
--- Returns read_check's nine fields, then the IP's refusal (ms; -1 when not read).
-local r = read_check(KEYS[1], KEYS[2], KEYS[3], now_ms())
-local ip = -1
-if KEYS[4] then ip = ip_left(KEYS[4], ARGV[1]) end
-r[10] = ip
-return r
+-- The gate's read on the routes that check a code (/verify, /setup/confirm): gate.lua's
+-- fields, then what the check needs, in the same command.
+-- KEYS: user hash, tenant settings (the copy in the user's slot), pending setup.
+-- Returns: enabled, enforced, generation, locked until, enforce all (as gate.lua), then the
+-- sealed secret ('' for none), the sealed pending secret ('' for none), the last step (-1).
+local u = redis.call('HMGET', KEYS[1], 's', 'e', 'g', 'k', 'v', 'l')
+local a = redis.call('HGET', KEYS[2], 'a')
+local sealed = ''
+if u[1] then sealed = u[5] and (u[5] .. '.' .. u[1]) or u[1] end
+return { u[1] and 1 or 0, tonumber(u[2] or '0'), tonumber(u[3] or '0'), tonumber(u[4] or '0'), tonumber(a or '0'),
+  sealed, redis.call('GET', KEYS[3]) or '', tonumber(u[6] or '-1') }

@@ -1,0 +1,28 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { requireUser, type TotpContext } from '../context.js'
+import { TotpForbiddenError } from '../errors.js'
+import type { TotpOperator } from '../operator.js'
+import { refusal, settingsSubject, type TotpAction } from '../policy/abilities.js'
+import type { TotpUser } from '../types.js'
+import { settingsBody } from './schemas.js'
+
+/** GET/PUT /settings: the tenant's settings, read by READ or ADMIN, changed by ADMIN. */
+export function settingsRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpOperator): void {
+  const authorize = (request: FastifyRequest, action: TotpAction): { actor: TotpUser; tenant: string } => {
+    const { user: actor, ref } = requireUser(request)
+    const why = refusal(ctx.abilities(actor), action, settingsSubject(ref.tenant))
+    if (why !== null) throw new TotpForbiddenError(why)
+    return { actor, tenant: ref.tenant }
+  }
+
+  scope.get('/settings', async (request) => {
+    const { tenant } = authorize(request, 'read')
+    return op.getSettings({ tenant })
+  })
+
+  scope.put<{ Body: { enforceAll: boolean } }>('/settings', { schema: { body: settingsBody } }, async (request) => {
+    const { actor, tenant } = authorize(request, 'update')
+    await op.setSettings({ enforceAll: request.body.enforceAll }, { tenant, actorId: actor.id, request })
+    return { enforceAll: request.body.enforceAll }
+  })
+}

@@ -1,0 +1,16 @@
+import type { FastifyRequest } from 'fastify'
+import type { UserRef } from './types.js'
+
+/** A new session id once a code is verified; the app's own session data is carried over. */
+export async function markVerified (request: FastifyRequest, ref: UserRef, gen: number): Promise<void> {
+  // the mark goes in with the new session's first write (the save on send then has nothing new)
+  request.session.totp = { t: ref.tenant, u: ref.userId, g: gen }
+  const keep = Object.keys(request.session).filter((k) => k !== 'cookie')
+  try {
+    await request.session.regenerate(keep)
+  } catch (err) {
+    // fail closed: whichever session the request is left with is saved unverified
+    if (request.session) request.session.totp = undefined
+    throw err
+  }
+}

@@ -1,0 +1,130 @@
+// The plugin's shared types: a leaf module (it imports nothing of the plugin).
+
+/** The tenant of a user who names none. */
+export const DEFAULT_TENANT = 'default'
+
+/** The identity the app supplies after its own first factor. */
+export interface TotpUser {
+  id: string
+  /** @default 'default' — every key and check is per tenant */
+  tenant?: string
+  /** The user who created/owns this user (the hierarchy behind revocation). */
+  parentId?: string | null
+  /** e.g. 'ROLE_USER_MANAGEMENT_ADMIN', 'ROLE_USER_MANAGEMENT_CREATE', 'ROLE_USER_MANAGEMENT_READ' */
+  roles: string[]
+  /** All ancestors up the hierarchy, for apps whose own ability rules need them. @default [] */
+  ancestorIds?: string[]
+  /** Account name shown in the authenticator app. @default id */
+  label?: string
+}
+
+/** Who a record belongs to: every key and check is per tenant. */
+export interface UserRef { tenant: string; userId: string }
+
+export type TotpEventType =
+  | 'setup.started' | 'setup.confirmed' | 'setup.failed'
+  | 'verify.succeeded' | 'verify.failed' | 'attempt.refused' | 'locked' | 'ip.locked'
+  | 'secret.revoked' | 'enforcement.changed' | 'settings.changed'
+
+/** An audit event, logged with the request's logger and passed to `onEvent`. */
+export interface TotpEvent {
+  type: TotpEventType
+  tenant: string
+  /** The user concerned (absent for tenant settings). */
+  userId?: string
+  /** Who did it, for admin actions (absent when an operator used `fastify.totp`). */
+  actorId?: string
+  ip?: string
+  /** Failures in a row, for failures and locks. */
+  failures?: number
+  /** Lock length, for locks. */
+  lockedForMs?: number
+  reason?: string
+  enforced?: boolean
+  enforceAll?: boolean
+}
+
+/** What the gate reads for one request, in one store call (one Redis command). */
+export interface GateState {
+  /** An active (confirmed) secret exists. */
+  enabled: boolean
+  /** TOTP is enforced for this user. */
+  enforced: boolean
+  /** TOTP is enforced for the whole tenant. */
+  enforceAll: boolean
+  /** Bumped by every activation and revocation: a verified session remembers it. */
+  gen: number
+  /** Epoch ms until which the user is locked out; 0 when not locked. */
+  lockedUntil: number
+}
+
+/** The sealed secrets and replay state a code check needs. */
+export interface SecretState {
+  sealed: string | null
+  pending: string | null
+  /** The last accepted time step, -1 when none. */
+  lastStep: number
+}
+
+/** What the routes that check a code read (in the gate's one store call). */
+export interface CheckState { gate: GateState; secret: SecretState }
+
+/** The deciding step of a code check, one atomic store call. */
+export interface AttemptInput {
+  /** `verify` consumes a step of the active secret; `confirm` activates the pending one. */
+  kind: 'verify' | 'confirm'
+  /** The generation the code was checked under (`GateState.gen` of the read). */
+  gen: number
+  /** The time step the code matched; null when it matched none (a wrong code). */
+  step: number | null
+  /** `confirm`: the sealed pending secret the code was checked against. */
+  pending?: string
+  /** The IP's budget bucket, null when no IP budget applies. */
+  ip: string | null
+}
+
+export type AttemptResult =
+  | { ok: true; gen: number }
+  /** Locked: nothing was checked nor charged. */
+  | { ok: false; reason: 'locked'; retryAfterMs: number }
+  /** The IP is over its failure budget: nothing was consumed nor charged. */
+  | { ok: false; reason: 'ip-locked'; retryAfterMs: number }
+  /** Wrong or reused code, charged; `lockedForMs` > 0 when this failure set a lock, `ipLockedForMs` when it spent the IP's budget. */
+  | { ok: false; reason: 'failed'; failures: number; lockedForMs: number; ipLockedForMs: number }
+  /** The secret was revoked or replaced since the read the code was checked against: nothing consumed nor charged. */
+  | { ok: false; reason: 'changed' }
+  | { ok: false; reason: 'not-enabled' | 'already-enabled' | 'no-pending' }
+
+export interface TenantSettings { enforceAll: boolean }
+
+export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number }
+export interface IpPolicy { maxFailures: number; windowMs: number }
+export interface StorePolicy { lock: LockPolicy; ip: IpPolicy | null }
+
+/**
+ * What a session remembers for the plugin: which user (tenant `t`, id `u`) verified a code
+ * under which secret generation `g`.
+ */
+export interface TotpSessionState {
+  t: string
+  u: string
+  g: number
+}
+
+/** Per-route settings: `false` opts a route out of the gate (sign-in, sign-out, static assets). */
+export interface TotpRouteConfig {
+  /** Answer while the session has not verified its code (e.g. `/totp/status`, `/totp/verify`). @default false */
+  allowUnverified?: boolean
+  /** Answer while an enforced user still has to set TOTP up (the setup routes). @default false */
+  allowSetupRequired?: boolean
+  /** @internal Set by the plugin on the routes that check a code: the gate also reads the user's secrets. */
+  readsCode?: boolean
+}
+
+/** What the gate learnt about the request, for the plugin's routes and the app. */
+export interface TotpRequestState {
+  user: TotpUser
+  ref: UserRef
+  state: GateState
+  verified: boolean
+}
