@@ -1,21 +1,18 @@
-// The benchmarked app: one Fastify instance, one Redis client, three sibling scopes.
+// The benchmarked app: one Fastify instance, one Redis client, the plugin on the root.
 //
-//   /health          no session, no plugin (the ceiling)
-//   /base/profile    @fastify/session on RedisSessionStore, no plugin (the baseline)
-//   /app/profile     the same session options, store class and cookie, plus fastify-totp (gate, gate-plain)
+//   /health          no session read (no cookie), opted out of the gate (the ceiling)
+//   /base/profile    @fastify/session on RedisSessionStore, opted out of the gate (the baseline)
+//   /app/profile     the same route and session, gated by fastify-totp (gate, gate-plain)
 //   /app/totp/*      the plugin's routes (verify, flood)
 //
-// The session plugin is registered in /base and in /app with the same options and a store
-// instance of its own each: the plugin links the /app store to read the gate's state along
-// with each session (one command for both), and the baseline's store stays the plain one an
-// app without the plugin has. Both share the client, the key prefix, the cookie and the
-// handler; fastify-totp is fastify-plugin wrapped, registered inside /app, so its gate
-// hook runs there only.
+// The baseline and the gated route share everything (client, session store, cookie, handler);
+// the baseline's route says `config: { totp: false }`, so the gate only looks at its config.
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
-import totp, { RedisSessionStore, type TotpUser } from '../plugin/index.js'
+import totp, { type TotpUser } from '../plugin/index.js'
+import { RedisSessionStore } from '../plugin/session-store.js'
 
 export const BASE_PREFIX = '/base'
 export const APP_PREFIX = '/app'
@@ -45,41 +42,26 @@ export async function buildBenchApp (opts: BenchAppOptions): Promise<FastifyInst
   // Only loopback is a trusted proxy: the flood scenario names its (many) client IPs in X-Forwarded-For.
   const app = Fastify({ logger: false, trustProxy: '127.0.0.1' })
   await app.register(fastifyCookie)
-
-  await app.register(async (outside) => {
-    outside.get('/health', { config: { totp: false } }, async () => ({ ok: true }))
+  await app.register(fastifySession, {
+    secret: opts.sessionSecret,
+    cookie: { secure: false },
+    saveUninitialized: false,
+    store: new RedisSessionStore({ client: opts.redis, prefix: opts.sessionPrefix })
   })
-
-  // The same session options in both scopes; each scope its own store instance, so that
-  // the baseline's store stays a plain GET/SET store (the plugin links the gated one).
-  const sessions = async (scope: FastifyInstance): Promise<void> => {
-    await scope.register(fastifySession, {
-      secret: opts.sessionSecret,
-      cookie: { secure: false },
-      saveUninitialized: false,
-      store: new RedisSessionStore({ client: opts.redis, prefix: opts.sessionPrefix })
-    })
-  }
-
-  await app.register(async (base) => {
-    await sessions(base)
-    base.get('/profile', profile)
-  }, { prefix: BASE_PREFIX })
-
-  await app.register(async (gated) => {
-    await sessions(gated)
-    await gated.register(totp, {
-      redis: opts.redis,
-      encryptionKey: opts.encryptionKey,
-      keyPrefix: opts.keyPrefix,
-      getUser: (request): TotpUser | null => {
-        const uid = request.session.get('uid' as never) as unknown as SessionUser | undefined
-        return uid === undefined ? null : { id: uid.id, tenant: uid.tenant, roles: [] }
-      }
-    })
-    gated.get('/profile', profile)
-  }, { prefix: APP_PREFIX })
-
+  await app.register(totp, {
+    redis: opts.redis,
+    encryptionKey: opts.encryptionKey,
+    keyPrefix: opts.keyPrefix,
+    allowNewKeyPrefix: true, // a bench run's own prefix on a shared Redis
+    prefix: `${APP_PREFIX}/totp`,
+    getUser: (request): TotpUser | null => {
+      const uid = request.session.get('uid' as never) as unknown as SessionUser | undefined
+      return uid === undefined ? null : { id: uid.id, tenant: uid.tenant, roles: [] }
+    }
+  })
+  app.get('/health', { config: { totp: false } }, async () => ({ ok: true }))
+  app.get(`${BASE_PREFIX}/profile`, { config: { totp: false } }, profile)
+  app.get(`${APP_PREFIX}/profile`, profile)
   await app.ready()
   return app
 }

@@ -3,7 +3,6 @@
 import type { Redis } from 'ioredis'
 import { DEFAULT_LOCKOUT } from '../plugin/options.js'
 import type { KeyLayout } from '../plugin/stores/keys.js'
-import { storedJson } from '../plugin/stores/session-store.js'
 import type { Population, SeededUser } from './seed.js'
 import { TENANT } from './seed.js'
 
@@ -23,7 +22,9 @@ export interface FloodOutcome {
  * regenerates the session id, so the flood users' own keys are not enough), and
  * reads every flood user's hash: the last step must not have moved.
  */
-export async function floodOutcome (redis: Redis, keys: KeyLayout, sessionPrefix: string, pop: Population): Promise<FloodOutcome> {
+export async function floodOutcome (
+  redis: Redis, keys: KeyLayout, sessionPrefix: string, pop: Population
+): Promise<FloodOutcome> {
   const floodIds = new Set(pop.flood.map((u) => u.id))
   let verifiedSessions = 0
   let sessionsScanned = 0
@@ -36,9 +37,9 @@ export async function floodOutcome (redis: Redis, keys: KeyLayout, sessionPrefix
     for (const value of values) {
       if (value === null) continue
       sessionsScanned++
-      const session = JSON.parse(storedJson(value)) as { uid?: { id: string }, totp?: { u: string, g?: number } }
-      // a mark without a generation only names the user (see TotpSessionState)
-      if (session.totp?.g !== undefined && (floodIds.has(session.totp.u) || floodIds.has(session.uid?.id ?? ''))) verifiedSessions++
+      const session = JSON.parse(value) as { uid?: { id: string }, totp?: { u: string, g?: number } }
+      const floodOwned = floodIds.has(session.totp?.u ?? '') || floodIds.has(session.uid?.id ?? '')
+      if (session.totp?.g !== undefined && floodOwned) verifiedSessions++
     }
   } while (cursor !== '0')
 
@@ -75,7 +76,9 @@ export const MEMORY_TARGET = 256
  * `p:` when there is one), averaged over a sample spread evenly over all enrolled
  * users: verified ones, never used ones, gated ones and flooded (locked) ones.
  */
-export async function memoryPerUser (redis: Redis, keys: KeyLayout, sessionPrefix: string, pop: Population, sample = 2000): Promise<MemoryResult> {
+export async function memoryPerUser (
+  redis: Redis, keys: KeyLayout, sessionPrefix: string, pop: Population, sample = 2000
+): Promise<MemoryResult> {
   const enrolled: SeededUser[] = [...pop.verify, ...pop.gate, ...pop.flood]
   const step = Math.max(1, Math.floor(enrolled.length / sample))
   const users: SeededUser[] = []
@@ -106,5 +109,14 @@ export async function memoryPerUser (redis: Redis, keys: KeyLayout, sessionPrefi
     max = Math.max(max, bytes)
   }
   const bytesPerUser = total / users.length
-  return { sampledUsers: users.length, bytesPerUser, min, max, keysPerUser: keyCount / users.length, target: MEMORY_TARGET, met: bytesPerUser <= MEMORY_TARGET, sessionBytes }
+  return {
+    sampledUsers: users.length,
+    bytesPerUser,
+    min,
+    max,
+    keysPerUser: keyCount / users.length,
+    target: MEMORY_TARGET,
+    met: bytesPerUser <= MEMORY_TARGET,
+    sessionBytes
+  }
 }

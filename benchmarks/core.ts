@@ -47,8 +47,12 @@ export function runCore (opts: { rounds?: number, msPerRound?: number } = {}): C
   let accepted = 0
   let matched = 0
 
-  const verify = (i: number): void => { if (verifyCode(secrets[i], wrong[i], params, { epochSeconds: epoch }).valid) accepted++ }
-  const verifyValid = (i: number): void => { if (!verifyCode(secrets[i], valid[i], params, { epochSeconds: epoch }).valid) accepted = -Infinity }
+  const verify = (i: number): void => {
+    if (verifyCode(secrets[i], wrong[i], params, { epochSeconds: epoch }).valid) accepted++
+  }
+  const verifyValid = (i: number): void => {
+    if (!verifyCode(secrets[i], valid[i], params, { epochSeconds: epoch }).valid) accepted = -Infinity
+  }
   const raw = (i: number): void => {
     for (let d = -1; d <= 1; d++) {
       counter.writeUInt32BE(0, 0)

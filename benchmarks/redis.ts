@@ -3,7 +3,10 @@
 import type { Redis } from 'ioredis'
 import { startRedis, type RedisServer } from '../test/support/redis-servers.js'
 
-/** A private `redis-server --save '' --appendonly no` on a free loopback port (the tests' helper); it dies with this process. */
+/**
+ * A private `redis-server --save '' --appendonly no` on a free loopback port (the tests' helper); it dies with
+ * this process.
+ */
 export type PrivateRedis = RedisServer
 export const startPrivateRedis = (): Promise<PrivateRedis> => startRedis()
 

@@ -35,7 +35,10 @@ export class RespPipe {
     })
     socket.setNoDelay(true)
     const pipe = new RespPipe(socket)
-    if (u.password !== '') pipe.send(u.username !== '' ? ['AUTH', decodeURIComponent(u.username), decodeURIComponent(u.password)] : ['AUTH', decodeURIComponent(u.password)])
+    if (u.password !== '') {
+      const password = decodeURIComponent(u.password)
+      pipe.send(u.username !== '' ? ['AUTH', decodeURIComponent(u.username), password] : ['AUTH', password])
+    }
     const db = u.pathname.slice(1)
     if (db !== '' && db !== '0') pipe.send(['SELECT', db])
     await pipe.sync()
@@ -69,9 +72,13 @@ export class RespPipe {
   /** Flushes and waits for every reply; throws on the first error reply. */
   async sync (): Promise<number> {
     await this.flush()
-    while (this.#answered < this.#sent && this.#failed === null) await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    while (this.#answered < this.#sent && this.#failed === null) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    }
     if (this.#failed) throw this.#failed
-    if (this.#errors.length > 0) throw new Error(`Redis refused ${this.#errors.length} commands, e.g. ${this.#errors[0]}`)
+    if (this.#errors.length > 0) {
+      throw new Error(`Redis refused ${this.#errors.length} commands, e.g. ${this.#errors[0]}`)
+    }
     return this.#sent
   }
 

@@ -6,7 +6,8 @@
 //   npm run bench -- --only=gate,verify    some scenarios (session-only is always run: it is the baseline)
 //   npm run bench -- --profile             the server runs with --cpu-prof (benchmarks/profiles/)
 //   npm run bench -- --autopipelining      the app's ioredis client with enableAutoPipelining (baseline too)
-//   npm run bench -- --seconds=10 --rounds=5 --slice=250 --guard=50 --count-seconds=2 --warmup=2 --connections=50 --users=100000
+//   npm run bench -- --seconds=10 --rounds=5 --slice=250 --guard=50 --count-seconds=2 --warmup=2 --connections=50 \
+//                    --users=100000
 //   node --import tsx benchmarks/profile-summary.ts benchmarks/profiles/<file>.cpuprofile   (after --profile)
 import { fork, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -18,16 +19,21 @@ import { Redis } from 'ioredis'
 import { createKeyRing } from '../plugin/crypto/seal.js'
 import { DEFAULT_KEY_PREFIX } from '../plugin/options.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
-import { DEFAULT_SESSION_PREFIX } from '../plugin/stores/session-store.js'
+import { DEFAULT_SESSION_PREFIX } from '../plugin/session-store.js'
 import { runCore } from './core.js'
-import { commandStats, deleteMatching, redisCpuMicros, redisVersion, startPrivateRedis, statsDelta, type PrivateRedis } from './redis.js'
+import {
+  commandStats, deleteMatching, redisCpuMicros, redisVersion, startPrivateRedis, statsDelta, type PrivateRedis
+} from './redis.js'
 import { loadFields, renderNotes, renderSvg, renderTable, type BenchReport, type ScenarioReport } from './report.js'
-import { httpScenarios, mergeLoads, runInterleaved, runLoad, unexpected, type LoadResult, type ScenarioName } from './scenarios.js'
+import {
+  httpScenarios, mergeLoads, runInterleaved, runLoad, unexpected, type LoadResult, type ScenarioName
+} from './scenarios.js'
 import { seed, type Population } from './seed.js'
 import { floodOutcome, memoryPerUser } from './checks.js'
 
 const started = performance.now()
-const arg = (name: string): string | undefined => process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+const arg = (name: string): string | undefined =>
+  process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 const flag = (name: string): boolean => process.argv.slice(2).includes(`--${name}`)
 const num = (name: string, def: number): number => {
   const v = arg(name)
@@ -104,11 +110,12 @@ async function cleanup (): Promise<void> {
   redis.disconnect()
   if (privateRedis !== null) await privateRedis.stop()
 }
-process.once('SIGINT', () => { void cleanup().finally(() => process.exit(130)) })
+// a failed cleanup is not reported: the process exits either way
+process.once('SIGINT', () => { cleanup().catch(() => {}).finally(() => process.exit(130)) })
 // every load is bounded; this bounds the whole run too
 setTimeout(() => {
   log(`bench: still running after ${DEADLINE_MS / 60_000} minutes, stopping`)
-  void cleanup().finally(() => process.exit(2))
+  cleanup().catch(() => {}).finally(() => process.exit(2))
 }, DEADLINE_MS).unref()
 
 try {
@@ -116,7 +123,8 @@ try {
   const encryptionKey = randomBytes(32).toString('base64')
   const sessionSecret = randomBytes(32).toString('base64url')
   const keys = new KeyLayout(keyPrefix, 64)
-  log(`Redis ${version} at ${redisUrl}${shared ? ` (shared: key prefix ${keyPrefix}; command counts include other clients)` : ' (private)'}`)
+  const sharing = shared ? ` (shared: key prefix ${keyPrefix}; command counts include other clients)` : ' (private)'
+  log(`Redis ${version} at ${redisUrl}${sharing}`)
 
   // --- seed
   const seeded = await seed({
@@ -137,7 +145,12 @@ try {
   const child = fork(serverJs, [], {
     execArgv,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, BENCH_CONFIG: JSON.stringify({ redisUrl, keyPrefix, sessionPrefix, encryptionKey, sessionSecret, autoPipelining: AUTO_PIPELINING }) }
+    env: {
+      ...process.env,
+      BENCH_CONFIG: JSON.stringify({
+        redisUrl, keyPrefix, sessionPrefix, encryptionKey, sessionSecret, autoPipelining: AUTO_PIPELINING
+      })
+    }
   })
   server = child
   const port = await new Promise<number>((resolve, reject) => {
@@ -167,13 +180,21 @@ try {
   // SLICE_MS on the same connections (see runInterleaved), so that a noisy neighbour or a drift
   // weighs on both alike; its ratio is to the baseline of the same runs. Each round starts one
   // scenario further on. Then each scenario runs alone once, for the Redis command and CPU counts.
-  const scenarios = httpScenarios(pop, { rounds: ROUNDS }).filter((s) => only === undefined || only.includes(s.name) || s.name === 'session-only')
+  const scenarios = httpScenarios(pop, { rounds: ROUNDS })
+    .filter((s) => only === undefined || only.includes(s.name) || s.name === 'session-only')
   for (const scenario of scenarios) {
     log(`warm-up ${scenario.name}: ${scenario.what}`)
     await runLoad(url, scenario.options(0), { connections: CONNECTIONS, seconds: WARMUP })
     await settle()
   }
-  interface Acc { loads: LoadResult[], solo: LoadResult[], commands: Record<string, number>, trips: Record<string, number>, appCpu: number, redisCpu: number }
+  interface Acc {
+    loads: LoadResult[]
+    solo: LoadResult[]
+    commands: Record<string, number>
+    trips: Record<string, number>
+    appCpu: number
+    redisCpu: number
+  }
   const runs = new Map<ScenarioName, Acc>()
   const accOf = (name: ScenarioName): Acc => {
     const acc = runs.get(name) ?? { loads: [], solo: [], commands: {}, trips: {}, appCpu: 0, redisCpu: 0 }
@@ -182,14 +203,20 @@ try {
   }
   // per scenario: the baseline interleaved with it (requests and seconds), and each round's ratio
   const paired = new Map<ScenarioName, { requests: number, seconds: number, ratios: number[] }>()
-  const add = (into: Record<string, number>, d: Record<string, number>): void => { for (const [k, v] of Object.entries(d)) into[k] = (into[k] ?? 0) + v }
+  const add = (into: Record<string, number>, d: Record<string, number>): void => {
+    for (const [k, v] of Object.entries(d)) into[k] = (into[k] ?? 0) + v
+  }
   const base = scenarios.find((s) => s.name === 'session-only') as (typeof scenarios)[number]
   const others = scenarios.filter((s) => s !== base)
   const slot = SECONDS / ROUNDS
   for (let round = 1; round <= ROUNDS; round++) {
     const shift = (round - 1) % Math.max(1, others.length)
     for (const scenario of [...others.slice(shift), ...others.slice(0, shift)]) {
-      const [baseline, load] = await runInterleaved(url, [base.request(round), scenario.request(round)], { connections: CONNECTIONS, seconds: 2 * slot, sliceMs: SLICE_MS, guardMs: GUARD_MS })
+      const [baseline, load] = await runInterleaved(
+        url,
+        [base.request(round), scenario.request(round)],
+        { connections: CONNECTIONS, seconds: 2 * slot, sliceMs: SLICE_MS, guardMs: GUARD_MS }
+      )
       await settle()
       accOf(base.name).loads.push(baseline)
       accOf(scenario.name).loads.push(load)
@@ -198,7 +225,9 @@ try {
       around.seconds += baseline.seconds
       around.ratios.push(load.rps / baseline.rps)
       paired.set(scenario.name, around)
-      log(`round ${round} ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}, session-only ${Math.round(baseline.rps)} req/s ${JSON.stringify(baseline.statuses)}: ${(load.rps / baseline.rps).toFixed(2)}`)
+      log(`round ${round} ${scenario.name}: ${Math.round(load.rps)} req/s ${JSON.stringify(load.statuses)}, ` +
+        `session-only ${Math.round(baseline.rps)} req/s ${JSON.stringify(baseline.statuses)}: ` +
+        `${(load.rps / baseline.rps).toFixed(2)}`)
     }
   }
   // each scenario alone: Redis commands (INFO commandstats), the app's round trips, CPU
@@ -246,7 +275,10 @@ try {
         roundTripsPerRequest: sum(acc.trips) / Math.max(1, solo.requests),
         roundTrips: acc.trips
       },
-      cpu: { appMicrosPerRequest: acc.appCpu / Math.max(1, solo.requests), redisMicrosPerRequest: acc.redisCpu / Math.max(1, solo.requests) },
+      cpu: {
+        appMicrosPerRequest: acc.appCpu / Math.max(1, solo.requests),
+        redisMicrosPerRequest: acc.redisCpu / Math.max(1, solo.requests)
+      },
       notes: scenario.notes()
     }
   })
@@ -258,7 +290,10 @@ try {
     if (bad.length > 0) missed.push(`${s.name} got unexpected answers ${bad.map(([c, n]) => `${c}×${n}`).join(' ')}`)
     if (s.target === null) continue
     s.met = s.ratio >= s.target.min && bad.length === 0
-    if (s.ratio < s.target.min) missed.push(`${s.name} ${s.ratio.toFixed(2)} < ${s.target.min.toFixed(2)} × ${s.target.of} (short by ${((1 - s.ratio / s.target.min) * 100).toFixed(1)} %)`)
+    if (s.ratio < s.target.min) {
+      const short = ((1 - s.ratio / s.target.min) * 100).toFixed(1)
+      missed.push(`${s.name} ${s.ratio.toFixed(2)} < ${s.target.min.toFixed(2)} × ${s.target.of} (short by ${short} %)`)
+    }
   }
 
   // --- after the load: the flood's outcome and the memory per user
@@ -292,8 +327,25 @@ try {
       platform: `${os.platform()} ${os.release()} ${os.arch()}`,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30 * 10) / 10
     },
-    config: { connections: CONNECTIONS, warmupSeconds: WARMUP, seconds: SECONDS, rounds: ROUNDS, sliceMs: SLICE_MS, guardMs: GUARD_MS, countSeconds: COUNT_SECONDS, pipelining: 1, redis: shared ? 'REDIS_URL, shared' : 'private redis-server', autoPipelining: AUTO_PIPELINING },
-    seeding: { ms: seeded.ms, users: seeded.users + 2 * CONNECTIONS, sessions: seeded.sessions, commands: seeded.commands, enrolledUsers: seeded.users },
+    config: {
+      connections: CONNECTIONS,
+      warmupSeconds: WARMUP,
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      sliceMs: SLICE_MS,
+      guardMs: GUARD_MS,
+      countSeconds: COUNT_SECONDS,
+      pipelining: 1,
+      redis: shared ? 'REDIS_URL, shared' : 'private redis-server',
+      autoPipelining: AUTO_PIPELINING
+    },
+    seeding: {
+      ms: seeded.ms,
+      users: seeded.users + 2 * CONNECTIONS,
+      sessions: seeded.sessions,
+      commands: seeded.commands,
+      enrolledUsers: seeded.users
+    },
     scenarios: reports,
     core: { ...core, target: coreTarget, met: core.ratio >= coreTarget },
     memory,
@@ -323,4 +375,3 @@ try {
 } finally {
   await cleanup()
 }
-

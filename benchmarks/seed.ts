@@ -3,12 +3,11 @@
 // way @fastify/session signs them. No HTTP round trip per user.
 import { randomBytes } from 'node:crypto'
 import { Signer } from '@fastify/cookie'
-import { SECRET_PURPOSE } from '../plugin/context.js'
 import { seal, type KeyRing } from '../plugin/crypto/seal.js'
-import type { TotpSessionState } from '../plugin/augment.js'
-import { DEFAULT_SESSION_TTL } from '../plugin/stores/session-store.js'
+import { DEFAULT_SESSION_TTL } from '../plugin/session-store.js'
 import type { KeyLayout } from '../plugin/stores/keys.js'
-import { readAlongHeader } from '../plugin/stores/redis.js'
+import type { TotpSessionState } from '../plugin/types.js'
+import { SECRET_PURPOSE } from '../plugin/verification.js'
 import { DEFAULT_TOTP_PARAMS, generateCode, timeStepAt } from '../plugin/totp/index.js'
 import type { SessionUser } from './app.js'
 import { RespPipe } from './resp-pipe.js'
@@ -18,7 +17,9 @@ export const COOKIE_NAME = 'sessionId'
 const SESSION_TTL = String(DEFAULT_SESSION_TTL * 1000)
 
 // What @fastify/session stores for `cookie: { secure: false }` (Cookie#toJSON, undefined fields dropped).
-const SESSION_COOKIE = { expires: null, originalMaxAge: null, sameSite: null, secure: false, path: '/', httpOnly: true, domain: null }
+const SESSION_COOKIE = {
+  expires: null, originalMaxAge: null, sameSite: null, secure: false, path: '/', httpOnly: true, domain: null
+}
 
 export interface SeededUser {
   id: string
@@ -31,7 +32,13 @@ export interface SeededUser {
 
 class Seeded implements SeededUser {
   #cookie: string | null = null
-  constructor (readonly id: string, readonly secret: Buffer | null, readonly sessionId: string, private readonly signer: Signer) {}
+  constructor (
+    readonly id: string,
+    readonly secret: Buffer | null,
+    readonly sessionId: string,
+    private readonly signer: Signer
+  ) {}
+
   get cookie (): string {
     this.#cookie ??= sessionCookie(this.signer, this.sessionId)
     return this.#cookie
@@ -39,7 +46,7 @@ class Seeded implements SeededUser {
 }
 
 export interface Population {
-  /** The baseline's users: signed in, sessions as an app without the plugin keeps them (no `totp` mark, no header). */
+  /** The baseline's users: signed in, sessions as an app without the plugin keeps them (no `totp` mark). */
   base: SeededUser[]
   /** Enrolled users with a pending (signed-in, unverified) session: one per verification. */
   verify: SeededUser[]
@@ -71,24 +78,23 @@ export function sessionCookie (signer: Signer, sessionId: string): string {
 }
 
 /**
- * The app's session as the plugin's linked RedisSessionStore stores it once the gate has seen
- * the session (the sign-in page's first gated request): the `totp` mark names the user (with
- * the generation once verified), and the header names the user's keys for the read along.
+ * The app's session JSON as @fastify/session stores it: the app's own fields and, once the
+ * session verified a code, the plugin's `totp` mark (user and generation).
  */
-export function sessionValue (keys: KeyLayout, user: SessionUser, enrolled: boolean, verifiedGen: number | null): string {
-  const totp: TotpSessionState = verifiedGen !== null ? { t: user.tenant, u: user.id, g: verifiedGen } : enrolled ? { t: user.tenant, u: user.id, p: 1 } : { t: user.tenant, u: user.id }
-  return readAlongHeader(keys, totp) + appSession(user, totp)
+export function sessionValue (user: SessionUser, verifiedGen: number | null = null): string {
+  const totp: TotpSessionState | undefined = verifiedGen === null
+    ? undefined
+    : { t: user.tenant, u: user.id, g: verifiedGen }
+  return JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
 }
-
-/** The app's own session JSON (as an app without the plugin keeps it, or with the plugin's `totp` mark). */
-const appSession = (user: SessionUser, totp?: TotpSessionState): string => JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
 
 export async function seed (opts: SeedOptions): Promise<SeedResult> {
   const started = performance.now()
   const signer = new Signer(opts.sessionSecret, 'sha256')
   // confirmed a while ago: the last accepted step is well behind the current one
   const seededStep = timeStepAt(DEFAULT_TOTP_PARAMS) - 100
-  const groups: Array<{ name: keyof Omit<Population, 'seededStep'>, prefix: string, enrolled: boolean, verified: boolean }> = [
+  type Group = { name: keyof Omit<Population, 'seededStep'>, prefix: string, enrolled: boolean, verified: boolean }
+  const groups: Group[] = [
     { name: 'base', prefix: 'b', enrolled: false, verified: false },
     { name: 'verify', prefix: 'v', enrolled: true, verified: false },
     { name: 'gate', prefix: 'g', enrolled: true, verified: true },
@@ -113,14 +119,18 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           secret = secrets.subarray(20 * i, 20 * (i + 1))
           const ref = { tenant: TENANT, userId: id }
           const sealed = seal(opts.keyRing, secret, { ...ref, purpose: SECRET_PURPOSE })
-          // fields as confirm.lua leaves them: s = sealed secret (body), v = its key id,
-          // l = last step, g = generation
+          // fields as attempt.lua leaves them: s = sealed secret (body), v = its key id,
+          // l = last step, g = generation; sw, sc = setup.lua's window of setup starts
           const dot = sealed.indexOf('.')
-          pipe.send(['HSET', opts.keys.user(ref), 's', sealed.slice(dot + 1), 'v', sealed.slice(0, dot), 'l', String(seededStep), 'g', '1'])
+          pipe.send([
+            'HSET', opts.keys.user(ref),
+            's', sealed.slice(dot + 1), 'v', sealed.slice(0, dot), 'l', String(seededStep), 'g', '1',
+            'sw', String(Date.now()), 'sc', '1'
+          ])
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
-        const value = group.name === 'base' ? appSession(user) : sessionValue(opts.keys, user, group.enrolled, group.verified ? 1 : null)
+        const value = sessionValue(user, group.verified ? 1 : null)
         pipe.send(['SET', opts.sessionPrefix + sessionId, value, 'PX', SESSION_TTL])
         sessions++
         population[group.name].push(new Seeded(id, secret, sessionId, signer))
@@ -137,7 +147,9 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
 /** A 6-digit code that no step from now-2 to now+3 accepts, so a flood cannot verify by luck within a run. */
 export function wrongCode (secret: Buffer, epochSeconds = Date.now() / 1000): string {
   const taken = new Set<string>()
-  for (let k = -2; k <= 3; k++) taken.add(generateCode(secret, DEFAULT_TOTP_PARAMS, epochSeconds + k * DEFAULT_TOTP_PARAMS.period))
+  for (let k = -2; k <= 3; k++) {
+    taken.add(generateCode(secret, DEFAULT_TOTP_PARAMS, epochSeconds + k * DEFAULT_TOTP_PARAMS.period))
+  }
   for (let c = 0; ; c++) {
     const code = String(c).padStart(DEFAULT_TOTP_PARAMS.digits, '0')
     if (!taken.has(code)) return code

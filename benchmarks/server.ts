@@ -9,7 +9,9 @@ import { countRoundTrips } from './redis.js'
 type Config = Omit<BenchAppOptions, 'redis'> & { redisUrl: string, autoPipelining: boolean }
 
 const config = JSON.parse(process.env.BENCH_CONFIG ?? 'null') as Config | null
-if (config === null || process.send === undefined) throw new Error('benchmarks/server.ts is started by benchmarks/run.ts')
+if (config === null || process.send === undefined) {
+  throw new Error('benchmarks/server.ts is started by benchmarks/run.ts')
+}
 const send = process.send.bind(process)
 const cpuMicros = (): number => { const u = process.cpuUsage(); return u.user + u.system }
 
@@ -25,7 +27,7 @@ process.on('message', (message: { type: string }) => {
   if (message.type === 'counters') send({ type: 'counters', roundTrips: { ...roundTrips }, cpuMicros: cpuMicros() })
   if (message.type === 'stop') {
     // a normal exit, so that --cpu-prof writes its profile
-    void app.close().then(() => {
+    app.close().then(() => {
       redis.disconnect()
       process.exit(0)
     })

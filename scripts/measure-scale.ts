@@ -11,14 +11,16 @@ import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
 import { seal } from '../plugin/crypto/seal.js'
-import { SECRET_PURPOSE } from '../plugin/context.js'
+import { SECRET_PURPOSE } from '../plugin/verification.js'
 import { createKeyRing } from '../plugin/index.js'
 import { DEFAULT_LOCKOUT, DEFAULT_SETTINGS_SHARDS } from '../plugin/options.js'
 import { KeyLayout } from '../plugin/stores/keys.js'
 import { RedisTotpStore } from '../plugin/stores/redis.js'
 import { generateSecret } from '../plugin/totp/index.js'
 import { Agent, build, codeFor, enrol, KEY, USERS as DEMO_USERS } from '../test/helpers.js'
-import { clusterClient, clusterKeys, keySlot, slotOwners, startRedis, startRedisCluster } from '../test/support/redis-servers.js'
+import {
+  clusterClient, clusterKeys, keySlot, slotOwners, startRedis, startRedisCluster
+} from '../test/support/redis-servers.js'
 
 const USERS = Number(process.env.USERS ?? 1000)
 const FAILOVERS = Number(process.env.FAILOVERS ?? 3)
@@ -41,7 +43,11 @@ async function memoryPerUser (): Promise<Record<string, number>> {
   const server = await startRedis()
   const redis = new Redis(server.url)
   try {
-    const lock = { freeFailures: DEFAULT_LOCKOUT.freeFailures, lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000, maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000 }
+    const lock = {
+      freeFailures: DEFAULT_LOCKOUT.freeFailures,
+      lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000,
+      maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000
+    }
     const store = new RedisTotpStore({ client: redis, lock, ip: null })
     const layout = new KeyLayout('totp:', DEFAULT_SETTINGS_SHARDS)
     const ring = createKeyRing(KEY)
@@ -52,8 +58,8 @@ async function memoryPerUser (): Promise<Record<string, number>> {
     for (let i = 0; i < refs.length; i += 100) {
       await Promise.all(refs.slice(i, i + 100).map(async (ref) => {
         const sealed = seal(ring, generateSecret(), { ...ref, purpose: SECRET_PURPOSE })
-        await store.startSetup(ref, sealed, 600_000)
-        await store.confirmSetup(ref, sealed, 58_000_000)
+        await store.startSetup(ref, { sealed, qr: '', ttlMs: 600_000 })
+        await store.attempt(ref, { kind: 'confirm', gen: 0, step: 58_000_000, pending: sealed, ip: null })
       }))
     }
     const after = await usedMemory(redis)
@@ -67,12 +73,16 @@ async function memoryPerUser (): Promise<Record<string, number>> {
     const enforced = Number(await redis.memory('USAGE', layout.user(sample), 'SAMPLES', 0))
     // a pending setup (10 minutes at most)
     const pendingRef = { tenant: 'default', userId: randomUUID() }
-    await store.startSetup(pendingRef, seal(ring, generateSecret(), { ...pendingRef, purpose: SECRET_PURPOSE }), 600_000)
+    const sealedPending = seal(ring, generateSecret(), { ...pendingRef, purpose: SECRET_PURPOSE })
+    const qr = 'data:image/png;base64,' + 'A'.repeat(4800)
+    await store.startSetup(pendingRef, { sealed: sealedPending, qr, ttlMs: 600_000 })
     const pending = Number(await redis.memory('USAGE', layout.pending(pendingRef), 'SAMPLES', 0))
     // tenant settings: one copy per shard
     await store.setSettings('default', { enforceAll: true })
     let settings = 0
-    for (let s = 0; s < DEFAULT_SETTINGS_SHARDS; s++) settings += Number(await redis.memory('USAGE', layout.settings('default', s), 'SAMPLES', 0))
+    for (let s = 0; s < DEFAULT_SETTINGS_SHARDS; s++) {
+      settings += Number(await redis.memory('USAGE', layout.settings('default', s), 'SAMPLES', 0))
+    }
     return {
       users: USERS,
       memoryUsagePerUser: Math.round(usage / USERS),
@@ -148,7 +158,9 @@ async function commandsPerLogin (): Promise<Record<string, unknown>> {
       await a.post('/totp/verify', { code: codeFor(secret, 5) })
     })
     return {
-      'enrolled user: POST /login, GET /totp/status, POST /totp/verify, GET /api/profile': { total: total(enrolled), ...enrolled },
+      'enrolled user: POST /login, GET /totp/status, POST /totp/verify, GET /api/profile': {
+        total: total(enrolled), ...enrolled
+      },
       'user without TOTP: POST /login, GET /api/profile': { total: total(plain), ...plain },
       'a verified session, one more page': { total: total(steady), ...steady },
       'POST /login, then a wrong code': { total: total(wrong), ...wrong },
@@ -167,12 +179,16 @@ async function failover (run: number): Promise<Record<string, unknown>> {
   const cluster = await startRedisCluster({ replicasPerMaster: 1 })
   const client = await clusterClient(cluster.nodes)
   const h = harness()
-  const members = Array.from({ length: 30 }, (_, i) => ({ id: `member-${i}`, parentId: 'admin', roles: [] as string[] }))
+  const members = Array.from({ length: 30 }, (_, i) =>
+    ({ id: `member-${i}`, parentId: 'admin', roles: [] as string[] }))
   try {
-    const { app, keyPrefix } = await build(h.t, { redis: client, users: [...DEMO_USERS, ...members], sessions: 'memory', plugin: { timeout: 1000 } })
+    const { app, keyPrefix } = await build(h.t, {
+      redis: client, users: [...DEMO_USERS, ...members], sessions: 'memory', plugin: { timeout: 1000 }
+    })
     const owners = await slotOwners(client)
     const layout = new KeyLayout(keyPrefix, DEFAULT_SETTINGS_SHARDS)
-    const masterOf = async (id: string): Promise<number> => owners(await keySlot(client, layout.user({ tenant: 'default', userId: id })))!
+    const masterOf = async (id: string): Promise<number> =>
+      owners(await keySlot(client, layout.user({ tenant: 'default', userId: id })))!
     const byMaster = new Map<number, string>()
     for (const m of members) {
       const port = await masterOf(m.id)
@@ -182,8 +198,7 @@ async function failover (run: number): Promise<Record<string, unknown>> {
     const victim = masters[run % masters.length]
     const probes: Probe[] = []
     for (const [port, id] of byMaster) {
-      const { agent, secret } = await enrol(app as FastifyInstance, id)
-      void secret
+      const { agent } = await enrol(app as FastifyInstance, id)
       probes.push({ name: id, agent, onVictim: port === victim, log: [] })
     }
     await sleep(1000) // replication of the enrolments
@@ -191,6 +206,7 @@ async function failover (run: number): Promise<Record<string, unknown>> {
     const held = (await clusterKeys(client, `${keyPrefix}*`)).get(victim) ?? []
     let running = true
     const loops = probes.map(async (p) => {
+      // eslint-disable-next-line no-unmodified-loop-condition -- set to false after the failover (finally below)
       while (running) {
         const res = await p.agent.get('/api/profile')
         p.log.push({ at: Date.now(), status: res.statusCode })
@@ -215,7 +231,8 @@ async function failover (run: number): Promise<Record<string, unknown>> {
       running = false
       await Promise.all(loops)
     }
-    const windowOf = (p: Probe): { firstFailureMs: number | null, unavailableMs: number, failures: number, statuses: number[] } => {
+    type Window = { firstFailureMs: number | null, unavailableMs: number, failures: number, statuses: number[] }
+    const windowOf = (p: Probe): Window => {
       const after = p.log.filter((l) => l.at >= killed)
       const failed = after.filter((l) => l.status !== 200)
       const lastFailure = failed.at(-1)
@@ -260,7 +277,9 @@ results.commands = await commandsPerLogin()
 console.log(JSON.stringify(results.commands, null, 2))
 results.failovers = []
 for (let run = 0; run < FAILOVERS; run++) {
-  console.log(`failover ${run + 1}/${FAILOVERS} (3 masters + 3 replicas, cluster-node-timeout 2000 ms, master SIGKILLed)…`)
+  console.log(
+    `failover ${run + 1}/${FAILOVERS} (3 masters + 3 replicas, cluster-node-timeout 2000 ms, master SIGKILLed)…`
+  )
   const r = await failover(run)
   ;(results.failovers as unknown[]).push(r)
   console.log(JSON.stringify(r, null, 2))

@@ -26,13 +26,18 @@ const server = await startRedis()
 const redis = new Redis(server.url, { maxRetriesPerRequest: 1 })
 const cleanups: Array<() => unknown> = []
 const t = { teardown: (fn: () => unknown) => { cleanups.push(fn) } } as unknown as Test
-const members: TotpUser[] = Array.from({ length: ENROLLED + FRESH }, (_, i) => ({ id: `member-${i}`, parentId: 'admin', roles: [] }))
+const members: TotpUser[] = Array.from({ length: ENROLLED + FRESH }, (_, i) =>
+  ({ id: `member-${i}`, parentId: 'admin', roles: [] }))
 let events = 0
 const { app } = await build(t, {
   redis,
   users: [...USERS, ...members],
   // all traffic comes from 127.0.0.1: no per-IP budget; short locks so locked users come back
-  plugin: { ipLimit: false, lockout: { freeFailures: 5, lockSeconds: 1, maxLockSeconds: 2 }, onEvent: () => { events++ } }
+  plugin: {
+    ipLimit: false,
+    lockout: { freeFailures: 5, lockSeconds: 1, maxLockSeconds: 2 },
+    onEvent: () => { events++ }
+  }
 })
 await app.listen({ host: '127.0.0.1', port: 0 })
 const { port } = app.server.address() as AddressInfo
@@ -45,8 +50,15 @@ function request (method: string, path: string, cookie?: string, payload?: unkno
   return new Promise((resolve, reject) => {
     const body = payload === undefined ? undefined : JSON.stringify(payload)
     const req = http.request({
-      host: '127.0.0.1', port, method, path, agent,
-      headers: { ...(cookie ? { cookie } : {}), ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) }
+      host: '127.0.0.1',
+      port,
+      method,
+      path,
+      agent,
+      headers: {
+        ...(cookie ? { cookie } : {}),
+        ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {})
+      }
     }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
@@ -121,7 +133,9 @@ function expect (action: string, a: Answer, ok: number[]): void {
 }
 
 const ACTIONS: Array<[number, string, () => Promise<void>]> = [
-  [30, 'gate (verified)', async () => { expect('gate (verified)', await pick(verified).send('GET', '/api/profile'), [200]) }],
+  [30, 'gate (verified)', async () => {
+    expect('gate (verified)', await pick(verified).send('GET', '/api/profile'), [200])
+  }],
   [10, 'status', async () => { expect('status', await pick(verified).send('GET', '/totp/status'), [200]) }],
   [10, 'sign-in + right code', async () => {
     const user = pick(enrolled)
@@ -155,7 +169,9 @@ const ACTIONS: Array<[number, string, () => Promise<void>]> = [
       await s.login(user)
       const setup = await s.send('POST', '/totp/setup')
       expect('setup', setup, [201])
-      if (setup.status === 201) expect('confirm', await s.send('POST', '/totp/setup/confirm', { code: codeFor(setup.body.secret) }), [200])
+      if (setup.status === 201) {
+        expect('confirm', await s.send('POST', '/totp/setup/confirm', { code: codeFor(setup.body.secret) }), [200])
+      }
       await app.totp.revoke(user)
       await s.logout()
     } finally {
@@ -181,7 +197,15 @@ function action (): () => Promise<void> {
 }
 
 // ---- run and sample ----
-interface Sample { s: number, requests: number, heapUsed: number, rss: number, external: number, redisUsed: number, redisKeys: number }
+interface Sample {
+  s: number
+  requests: number
+  heapUsed: number
+  rss: number
+  external: number
+  redisUsed: number
+  redisKeys: number
+}
 const samples: Sample[] = []
 let requests = 0
 const started = Date.now()
@@ -203,6 +227,7 @@ await sample()
 const deadline = started + SECONDS * 1000
 let running = true
 const sampler = (async () => {
+  // eslint-disable-next-line no-unmodified-loop-condition -- set to false once the traffic has ended (below)
   while (running && Date.now() + SAMPLE_MS <= deadline) {
     await sleep(SAMPLE_MS)
     if (running) await sample()
@@ -225,10 +250,13 @@ await sample()
 // ---- report ----
 const mb = (b: number): string => (b / 1024 / 1024).toFixed(1)
 const avg = (xs: Sample[], f: (s: Sample) => number): number => xs.reduce((n, s) => n + f(s), 0) / xs.length
-console.log(`\nsoak: ${SECONDS} s, concurrency ${CONCURRENCY}, gc ${gc ? 'forced before each sample' : 'not exposed (run with --expose-gc)'}`)
+const gcText = gc ? 'forced before each sample' : 'not exposed (run with --expose-gc)'
+console.log(`\nsoak: ${SECONDS} s, concurrency ${CONCURRENCY}, gc ${gcText}`)
 console.log('  s   actions   heapUsed MB   rss MB   external MB   redis used MB   redis keys')
 for (const s of samples) {
-  console.log(`${String(s.s).padStart(4)} ${String(s.requests).padStart(9)} ${mb(s.heapUsed).padStart(13)} ${mb(s.rss).padStart(8)} ${mb(s.external).padStart(13)} ${mb(s.redisUsed).padStart(15)} ${String(s.redisKeys).padStart(12)}`)
+  console.log(`${String(s.s).padStart(4)} ${String(s.requests).padStart(9)} ${mb(s.heapUsed).padStart(13)} ` +
+    `${mb(s.rss).padStart(8)} ${mb(s.external).padStart(13)} ${mb(s.redisUsed).padStart(15)} ` +
+    `${String(s.redisKeys).padStart(12)}`)
 }
 const third = Math.floor(samples.length / 3)
 const middle = samples.slice(third, 2 * third)
@@ -240,10 +268,15 @@ const heapDeltaMb = (avg(last, (s) => s.heapUsed) - avg(middle, (s) => s.heapUse
 const levelled = heapGrowth < 0.10 || heapDeltaMb < 2
 const first = samples[0]
 const end = samples.at(-1)!
-console.log(`\nactions ${requests}, HTTP requests ${httpRequests} (${Math.round(httpRequests / SECONDS)}/s), audit events ${events}`)
+const perSecond = Math.round(httpRequests / SECONDS)
+console.log(`\nactions ${requests}, HTTP requests ${httpRequests} (${perSecond}/s), audit events ${events}`)
 console.log(`answers: ${[...tally].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`)
-console.log(`heapUsed: ${mb(first.heapUsed)} MB at start (after enrolment), ${mb(end.heapUsed)} MB at the end; middle third avg ${mb(avg(middle, (s) => s.heapUsed))} MB, last third avg ${mb(avg(last, (s) => s.heapUsed))} MB (${(heapGrowth * 100).toFixed(1)} %)`)
-console.log(`rss: ${mb(first.rss)} → ${mb(end.rss)} MB; Redis used_memory: ${mb(first.redisUsed)} → ${mb(end.redisUsed)} MB (last vs middle third ${(redisGrowth * 100).toFixed(1)} %), keys ${first.redisKeys} → ${end.redisKeys}`)
+console.log(`heapUsed: ${mb(first.heapUsed)} MB at start (after enrolment), ${mb(end.heapUsed)} MB at the end; ` +
+  `middle third avg ${mb(avg(middle, (s) => s.heapUsed))} MB, last third avg ${mb(avg(last, (s) => s.heapUsed))} MB ` +
+  `(${(heapGrowth * 100).toFixed(1)} %)`)
+console.log(`rss: ${mb(first.rss)} → ${mb(end.rss)} MB; ` +
+  `Redis used_memory: ${mb(first.redisUsed)} → ${mb(end.redisUsed)} MB ` +
+  `(last vs middle third ${(redisGrowth * 100).toFixed(1)} %), keys ${first.redisKeys} → ${end.redisKeys}`)
 console.log(`unexpected answers: ${unexpected.length === 0 ? 'none' : `\n  ${unexpected.join('\n  ')}`}`)
 console.log(`verdict: heap ${levelled ? 'LEVELLED OFF' : 'STILL GROWING'}`)
 

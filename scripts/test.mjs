@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm test: type-check, run tap (coverage check on, thresholds in .taprc), then
+// npm test: type-check, lint, run tap (coverage check on, thresholds in .taprc), then
 // print the plain `N passed, N failed` line CI reads.
 import { spawn } from 'node:child_process'
 
@@ -19,6 +19,12 @@ const tsc = await run('npx', ['tsc', '--noEmit', '-p', 'tsconfig.json'])
 if (tsc !== 0) {
   console.log('0 passed, 1 failed')
   process.exit(tsc)
+}
+
+const lint = await run('npx', ['eslint', '.'])
+if (lint !== 0) {
+  console.log('0 passed, 1 failed')
+  process.exit(lint)
 }
 
 let summary = null
