@@ -6,7 +6,10 @@ import createError from '@fastify/error'
 import fastifySession from '@fastify/session'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
-import totp, { DEFAULT_TENANT, RedisSessionStore, TotpUnauthenticatedError, TotpUnavailableError, type TotpRequestState, type TotpUser } from '../plugin/index.js'
+import totp, {
+  DEFAULT_TENANT, TotpUnauthenticatedError, TotpUnavailableError, type TotpRequestState, type TotpUser
+} from '../plugin/index.js'
+import { RedisSessionStore } from '../plugin/session-store.js'
 import { csrfProtection } from './csrf.js'
 import { servePages } from './pages.js'
 import { createDirectory } from './users.js'
@@ -29,6 +32,8 @@ export interface BuildOptions {
   sessionSecret?: string
   /** Prefix of every Redis key; sessions go under `<keyPrefix>sess:`. @default 'totp:' */
   keyPrefix?: string
+  /** Start under a keyPrefix new to a Redis that holds another deployment's (the plugin's option). @default false */
+  allowNewKeyPrefix?: boolean
 }
 
 /** What `POST /login` says comes next: nothing, the code, or enrolment first. */
@@ -47,7 +52,8 @@ const loginBody = {
 }
 
 /** What pages may see of a user (no secrets exist here, but say so explicitly). */
-const publicUser = (u: TotpUser) => ({ id: u.id, tenant: u.tenant ?? DEFAULT_TENANT, parentId: u.parentId ?? null, roles: u.roles })
+const publicUser = (u: TotpUser) =>
+  ({ id: u.id, tenant: u.tenant ?? DEFAULT_TENANT, parentId: u.parentId ?? null, roles: u.roles })
 
 /** The gate sets `request.totp` for a signed-in user on a protected route. */
 function signedIn (request: FastifyRequest): TotpRequestState {
@@ -74,6 +80,7 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     redis,
     encryptionKey: options.encryptionKey,
     keyPrefix,
+    allowNewKeyPrefix: options.allowNewKeyPrefix,
     issuer: 'fastify-totp demo',
     getUser: (request) => {
       const auth = request.session.auth

@@ -31,7 +31,9 @@ const HOW_TO_KEY = 'generate one with: openssl rand -base64 32'
 export function configFromEnv (env: Record<string, string | undefined>): ExampleConfig {
   const warnings: string[] = []
   const port = Number(env.PORT ?? DEFAULT_PORT)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`PORT must be a port number, got "${env.PORT}"`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`PORT must be a port number, got "${env.PORT}"`)
+  }
 
   let redis: ExampleConfig['redis'] = null
   if (env.REDIS_URL && env.REDIS_CLUSTER_NODES) throw new ConfigError('set REDIS_URL or REDIS_CLUSTER_NODES, not both')
@@ -40,22 +42,35 @@ export function configFromEnv (env: Record<string, string | undefined>): Example
 
   let encryptionKey = env.TOTP_ENCRYPTION_KEY
   if (encryptionKey) {
-    if (!/^[A-Za-z0-9+/]{43}=$/.test(encryptionKey)) throw new ConfigError(`TOTP_ENCRYPTION_KEY must be the base64 of 32 bytes; ${HOW_TO_KEY}`)
+    if (!/^[A-Za-z0-9+/]{43}=$/.test(encryptionKey)) {
+      throw new ConfigError(`TOTP_ENCRYPTION_KEY must be the base64 of 32 bytes; ${HOW_TO_KEY}`)
+    }
   } else if (redis !== null) {
-    throw new ConfigError(`TOTP_ENCRYPTION_KEY is required with Redis (secrets are sealed with it at rest); ${HOW_TO_KEY}`)
+    throw new ConfigError(
+      `TOTP_ENCRYPTION_KEY is required with Redis (secrets are sealed with it at rest); ${HOW_TO_KEY}`
+    )
   } else {
     encryptionKey = randomBytes(32).toString('base64')
-    warnings.push('TOTP_ENCRYPTION_KEY is not set: a development key was generated for this process; enrolments are lost on restart')
+    warnings.push(
+      'TOTP_ENCRYPTION_KEY is not set: a development key was generated for this process; enrolments are lost on restart'
+    )
   }
 
   let sessionSecret = env.SESSION_SECRET
   if (sessionSecret) {
-    if (sessionSecret.length < MIN_SESSION_SECRET) throw new ConfigError(`SESSION_SECRET must be at least ${MIN_SESSION_SECRET} characters`)
+    if (sessionSecret.length < MIN_SESSION_SECRET) {
+      throw new ConfigError(`SESSION_SECRET must be at least ${MIN_SESSION_SECRET} characters`)
+    }
   } else if (redis !== null) {
-    throw new ConfigError(`SESSION_SECRET (at least ${MIN_SESSION_SECRET} characters) is required with Redis, so that every instance accepts the others' cookies`)
+    throw new ConfigError(
+      `SESSION_SECRET (at least ${MIN_SESSION_SECRET} characters) is required with Redis, ` +
+      'so that every instance accepts the others\' cookies'
+    )
   } else {
     sessionSecret = randomBytes(32).toString('base64url')
-    warnings.push('SESSION_SECRET is not set: a development secret was generated for this process; sessions end on restart')
+    warnings.push(
+      'SESSION_SECRET is not set: a development secret was generated for this process; sessions end on restart'
+    )
   }
 
   return { host: '127.0.0.1', port, redis, encryptionKey, sessionSecret, warnings }
@@ -73,8 +88,13 @@ function clusterNode (entry: string): { host: string; port: number } {
 
 /** The one startup line that says where state lives (credentials in the URL are masked). */
 export function describeStore (redis: ExampleConfig['redis']): string {
-  if (redis === null) return 'store: in-memory (TOTP state and sessions live in this process only; set REDIS_URL to share them)'
-  if ('clusterNodes' in redis) return `store: Redis Cluster ${redis.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')} (TOTP state and sessions)`
+  if (redis === null) {
+    return 'store: in-memory (TOTP state and sessions live in this process only; set REDIS_URL to share them)'
+  }
+  if ('clusterNodes' in redis) {
+    const nodes = redis.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')
+    return `store: Redis Cluster ${nodes} (TOTP state and sessions)`
+  }
   let where = redis.url
   try {
     const url = new URL(redis.url)

@@ -19,7 +19,9 @@ const redis = config.redis === null
     ? new Redis(config.redis.url, { lazyConnect: true })
     : new Cluster(config.redis.clusterNodes, { lazyConnect: true })
 
-const app = await build({ redis, logger: true, encryptionKey: config.encryptionKey, sessionSecret: config.sessionSecret })
+const app = await build({
+  redis, logger: true, encryptionKey: config.encryptionKey, sessionSecret: config.sessionSecret
+})
 // while Redis is away the plugin answers 503 and resumes by itself; the log says why
 redis?.on('error', (err: Error) => app.log.error({ err }, 'redis error'))
 redis?.connect().catch(() => {}) // reported through 'error' above; ioredis keeps retrying

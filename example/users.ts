@@ -34,7 +34,10 @@ export interface Directory {
 }
 
 /** The app's own first factor: users and scrypt password hashes (random salt each), made at startup. */
-export async function createDirectory (users: readonly DemoUser[] = DEMO_USERS, password = DEMO_PASSWORD): Promise<Directory> {
+export async function createDirectory (
+  users: readonly DemoUser[] = DEMO_USERS,
+  password = DEMO_PASSWORD
+): Promise<Directory> {
   const hashes = new Map<DemoUser, { salt: Buffer; key: Buffer }>()
   await Promise.all(users.map(async (user) => {
     const salt = randomBytes(16)
@@ -42,7 +45,8 @@ export async function createDirectory (users: readonly DemoUser[] = DEMO_USERS, 
   }))
   // unknown names cost one scrypt too, so timing does not tell which names exist
   const nobody = { salt: randomBytes(16), key: randomBytes(KEY_LENGTH) }
-  const find = (tenant: string, id: string): DemoUser | null => users.find((u) => u.id === id && u.tenant === tenant) ?? null
+  const find = (tenant: string, id: string): DemoUser | null =>
+    users.find((u) => u.id === id && u.tenant === tenant) ?? null
 
   return {
     find,

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { KeyRing } from './crypto/seal.js'
-import { TotpBadUserError, TotpUnauthenticatedError } from './errors.js'
+import { TotpBadUserError, TotpForbiddenError, TotpUnauthenticatedError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { AbilityBuilder } from './policy/abilities.js'
 import type { TotpStore } from './stores/store.js'
@@ -38,3 +38,13 @@ export const userRef = (user: { id: string; tenant?: string }): UserRef =>
 /** ISO time until which the user is locked out, or null. */
 export const lockedUntilIso = (state: GateState): string | null =>
   state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
+
+/**
+ * The 403 for a refusal: the rule id a reason starts with ("R4: …") goes to the log, the
+ * client sees only the reason.
+ */
+export function forbidden (request: FastifyRequest, why: string): Error {
+  const m = /^([RS]\d+): (.*)$/s.exec(why)
+  request.log.info({ totp: { rule: m?.[1] ?? null, reason: why } }, 'fastify-totp: forbidden')
+  return new TotpForbiddenError(m?.[2] ?? why)
+}

@@ -29,6 +29,15 @@ export const TotpNoPendingSetupError = createError(
 export const TotpForbiddenError = createError('FST_TOTP_FORBIDDEN', 'Forbidden: %s', 403, Error, false)
 export const TotpUserNotFoundError = createError('FST_TOTP_USER_NOT_FOUND', 'No such user', 404, Error, false)
 export const TotpBadRequestError = createError('FST_TOTP_BAD_REQUEST', 'Bad request: %s', 400, Error, false)
+export const TotpCrossSiteError = createError(
+  'FST_TOTP_CROSS_SITE', 'Cross-site requests cannot change TOTP state', 403, Error, false
+)
+export const TotpSetupThrottledError = createError(
+  'FST_TOTP_SETUP_THROTTLED', 'Too many new setups; retry in %s seconds', 429, Error, false
+)
+export const TotpEnrolFirstError = createError(
+  'FST_TOTP_ENROL_FIRST', 'Set up TOTP for yourself before enforcing it on every user', 409, Error, false
+)
 export const TotpUnavailableError = createError(
   'FST_TOTP_UNAVAILABLE', 'TOTP service unavailable, try again shortly', 503
 )

@@ -47,12 +47,22 @@ export function createGate (ctx: TotpContext) {
 
 // A verified session passes; an enrolled user's unverified one gets 401; an enforced user
 // without TOTP gets 403 until set up (routes may allow either).
-function decide (request: FastifyRequest, reply: FastifyReply, config: TotpRouteConfig | undefined, user: TotpUser, ref: UserRef, state: GateState): void {
+function decide (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  config: TotpRouteConfig | undefined,
+  user: TotpUser,
+  ref: UserRef,
+  state: GateState
+): void {
   // a custom store that answers something else than a state: fail closed
-  if (typeof state?.enabled !== 'boolean') throw new TotpUnavailableError({ cause: new TypeError('the store answered no gate state') })
+  if (typeof state?.enabled !== 'boolean') {
+    throw new TotpUnavailableError({ cause: new TypeError('the store answered no gate state') })
+  }
   const session = request.session
   const mark = session?.totp
-  const verified = mark != null && mark.u === ref.userId && mark.t === ref.tenant && state.enabled && mark.g === state.gen
+  const verified = mark != null && mark.u === ref.userId && mark.t === ref.tenant &&
+    state.enabled && mark.g === state.gen
   // revoked or re-enrolled since, or another user: the session loses its verified state
   if (!verified && mark != null) session.totp = undefined
   request.totp = { user, ref, state, verified }
@@ -60,7 +70,9 @@ function decide (request: FastifyRequest, reply: FastifyReply, config: TotpRoute
     if (verified || config?.allowUnverified === true) return
     throw refusal(reply, new TotpRequiredError())
   }
-  if ((state.enforced || state.enforceAll) && config?.allowSetupRequired !== true) throw refusal(reply, new TotpSetupRequiredError())
+  if ((state.enforced || state.enforceAll) && config?.allowSetupRequired !== true) {
+    throw refusal(reply, new TotpSetupRequiredError())
+  }
 }
 
 // A refusal is never cached, whichever route it answers for.

@@ -4,16 +4,17 @@ import fp from 'fastify-plugin'
 import './augment.js'
 import type { TotpContext } from './context.js'
 import { createKeyRing } from './crypto/seal.js'
+import { TotpOptionsError } from './errors.js'
 import { createGate } from './gate.js'
 import { createOperator } from './operator.js'
 import { resolveOptions, type FastifyTotpOptions } from './options.js'
 import { defineTotpAbilities } from './policy/abilities.js'
 import { adminRoutes } from './routes/admin.js'
-import { strictInput } from './routes/schemas.js'
+import { sameSiteJson, strictInput } from './routes/schemas.js'
 import { settingsRoutes } from './routes/settings.js'
 import { setupRoutes } from './routes/setup.js'
 import { verifyRoutes } from './routes/verify.js'
-import { failClosed } from './stores/fail-closed.js'
+import { bounded, failClosed } from './stores/fail-closed.js'
 import { MemoryTotpStore } from './stores/memory.js'
 import { RedisTotpStore } from './stores/redis.js'
 import type { TotpStore } from './stores/store.js'
@@ -21,18 +22,44 @@ import type { TotpEvent } from './types.js'
 
 async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOptions): Promise<void> {
   const opts = resolveOptions(options)
-  const policy = { lock: opts.lock, ip: opts.ip }
+  // The gate guards the scope it is registered in: inside an encapsulated child scope, every
+  // route outside it would answer without a code. Refused rather than guessed at.
+  if (Object.getPrototypeOf(fastify) !== Object.prototype) {
+    throw new TotpOptionsError('register fastify-totp at the root of the app (or inside a fastify-plugin ' +
+      'wrapped plugin): inside an encapsulated scope the gate would leave every other route unprotected')
+  }
+  const policy = { lock: opts.lock, ip: opts.ip, setup: opts.setup }
   let store: TotpStore
   if (options.store !== undefined) store = options.store
   else if (options.redis !== undefined) {
-    store = new RedisTotpStore({ client: options.redis, keyPrefix: opts.keyPrefix, settingsShards: opts.settingsShards, ...policy })
+    store = new RedisTotpStore({
+      client: options.redis,
+      keyPrefix: opts.keyPrefix,
+      settingsShards: opts.settingsShards,
+      ...policy
+    })
   } else {
-    fastify.log.warn('fastify-totp: in-memory store: state is per process and lost on restart; pass `redis` in production')
+    fastify.log.warn('fastify-totp: in-memory store: state is per process and lost on restart; ' +
+      'pass `redis` in production')
     store = new MemoryTotpStore(policy)
+  }
+  if (store.prepare !== undefined) {
+    const prepare = store.prepare.bind(store)
+    await bounded(() => prepare({ allowNewKeyPrefix: opts.allowNewKeyPrefix, warn: (m) => fastify.log.warn(m) }),
+      opts.timeout).catch((err: Error) => {
+      // a refusal of the checks says what to do; a Redis that does not answer is named as such
+      if (err.cause instanceof TotpOptionsError) throw err.cause
+      const why = String((err.cause as Error)?.message ?? err)
+      throw new TotpOptionsError(`the start checks could not run on Redis (${why})`)
+    })
+  }
+  if (opts.defaultIssuer) {
+    fastify.log.warn('fastify-totp: issuer is the default "fastify-totp": set it to your product\'s name')
   }
   let keyRing = opts.keyRing
   if (keyRing === null) {
-    fastify.log.warn('fastify-totp: no encryptionKey: a random key for this process seals secrets (in-memory store only)')
+    fastify.log.warn('fastify-totp: no encryptionKey: a random key for this process seals secrets ' +
+      '(in-memory store only)')
     keyRing = createKeyRing(randomBytes(32))
   }
 
@@ -61,6 +88,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
 
   await fastify.register(async (scope) => {
     strictInput(scope)
+    sameSiteJson(scope)
     verifyRoutes(scope, ctx)
     setupRoutes(scope, ctx)
     adminRoutes(scope, ctx, operator)
@@ -91,6 +119,7 @@ export type { OperatorScope, TotpOperator, TotpUserStatus } from './operator.js'
 export { defineTotpAbilities, ROLE_ADMIN, ROLE_CREATE, ROLE_READ } from './policy/abilities.js'
 export type { AbilityBuilder, TargetFields, TotpAbility, TotpAction, TotpSubjectType } from './policy/abilities.js'
 export { MemoryTotpStore } from './stores/memory.js'
+export { LAYOUT_REGISTRY, migrateLayout, type Layout } from './stores/layout.js'
 export { RedisTotpStore, type RedisTotpStoreOptions } from './stores/redis.js'
 export type { TotpStore } from './stores/store.js'
 export { createKeyRing, type KeyRing, type KeyRingInput } from './crypto/seal.js'

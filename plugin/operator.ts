@@ -31,7 +31,10 @@ export interface OperatorScope {
  */
 export interface TotpOperator {
   status: (userId: string, scope?: OperatorScope) => Promise<TotpUserStatus>
-  /** R4 effects at once: secret, pending setup, replay and lock state; verified sessions end. Returns whether a secret or setup existed. */
+  /**
+   * R4 effects at once: secret, pending setup, replay and lock state; verified sessions end.
+   * Returns whether a secret or setup existed.
+   */
   revoke: (userId: string, scope?: OperatorScope) => Promise<boolean>
   setEnforced: (userId: string, enforced: boolean, scope?: OperatorScope) => Promise<void>
   getSettings: (scope?: OperatorScope) => Promise<TenantSettings>
@@ -55,7 +58,13 @@ export function createOperator (ctx: TotpContext): TotpOperator {
     },
     async revoke (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
       const had = await store.revoke({ tenant, userId })
-      ctx.emit(request ?? null, { type: 'secret.revoked', tenant, userId, actorId, ...(had ? {} : { reason: 'nothing to revoke' }) })
+      ctx.emit(request ?? null, {
+        type: 'secret.revoked',
+        tenant,
+        userId,
+        actorId,
+        ...(had ? {} : { reason: 'nothing to revoke' })
+      })
       return had
     },
     async setEnforced (userId, enforced, { tenant = DEFAULT_TENANT, actorId, request } = {}) {

@@ -5,7 +5,7 @@ import { TotpOptionsError } from './errors.js'
 import type { AbilityBuilder } from './policy/abilities.js'
 import type { TotpStore } from './stores/store.js'
 import { DEFAULT_TOTP_PARAMS, type HashAlgorithm, type TotpParams } from './totp/index.js'
-import type { IpPolicy, LockPolicy, TotpEvent, TotpUser } from './types.js'
+import type { IpPolicy, LockPolicy, SetupPolicy, TotpEvent, TotpUser } from './types.js'
 
 export interface LockoutOptions {
   /** Wrong or reused codes allowed before the first lock. @default 5 */
@@ -17,9 +17,18 @@ export interface LockoutOptions {
 }
 
 export interface IpLimitOptions {
-  /** Failures from one IP address, across all users, before it is refused. @default 50 */
+  /** Failures from one IP address (or IPv6 network), across all users, before it is refused. @default 50 */
   maxFailures?: number
   /** Window the IP failures are counted over (and the refusal lasts). @default 900 */
+  windowSeconds?: number
+  /** IPv6 addresses are counted by network: the prefix length of one. @default 64 */
+  ipv6PrefixLength?: number
+}
+
+export interface SetupLimitOptions {
+  /** New secrets a user may start within the window (a pending setup is answered again, not restarted). @default 10 */
+  maxStarts?: number
+  /** @default 3600 */
   windowSeconds?: number
 }
 
@@ -28,7 +37,10 @@ export interface FastifyTotpOptions {
   getUser: (request: FastifyRequest) => TotpUser | null | undefined | Promise<TotpUser | null | undefined>
   /** Looks up the target of admin calls, in the caller's tenant. Without it the admin routes are not registered. */
   findUser?: (tenant: string, id: string) => TotpUser | null | undefined | Promise<TotpUser | null | undefined>
-  /** An ioredis `Redis` or `Cluster` client shared by every instance. Without it (and without `store`) an in-memory store is used: single process only. */
+  /**
+   * An ioredis `Redis` or `Cluster` client shared by every instance. Without it (and without
+   * `store`) an in-memory store is used: single process only.
+   */
   redis?: Redis | Cluster
   /** A custom store (advanced); overrides `redis`. */
   store?: TotpStore
@@ -38,7 +50,7 @@ export interface FastifyTotpOptions {
    * makes a random one per process when absent.
    */
   encryptionKey?: Buffer | string | KeyRingInput
-  /** Issuer shown in authenticator apps. @default 'fastify-totp' */
+  /** Issuer shown in authenticator apps: set it to your product's name. @default 'fastify-totp' */
   issuer?: string
   /** URL prefix of the plugin's routes. @default '/totp' */
   prefix?: string
@@ -54,17 +66,29 @@ export interface FastifyTotpOptions {
   window?: number
   /** Seconds a started setup waits for its confirming code. @default 600 */
   setupTtl?: number
-  /** Per-user brute-force lock (S4). */
+  /** How often a user may start a new secret. */
+  setupLimit?: SetupLimitOptions
+  /** Per-user brute-force lock. */
   lockout?: LockoutOptions
-  /** Per-IP failure budget across users (S4); `false` turns it off. */
+  /** Per-IP failure budget across users; `false` turns it off. */
   ipLimit?: IpLimitOptions | false
   /** Milliseconds a store call may take before the request fails closed with 503. @default 2000 */
   timeout?: number
-  /** Copies of each tenant's settings, spread over hash slots so a user's gate check is one Redis command on a cluster. @default 64 */
+  /**
+   * Copies of each tenant's settings, spread over hash slots so a user's gate check is one Redis
+   * command on a cluster. Recorded in Redis at the first start: changing it later needs the
+   * migration command. @default 64
+   */
   settingsShards?: number
-  /** Builds a user's CASL ability; replaces the default rules of R4–R8. */
+  /**
+   * Start under a `keyPrefix` this Redis has not seen although it holds another deployment's
+   * state under another prefix. Off, the plugin refuses to start then: a changed `keyPrefix`
+   * would let every enrolled user pass with the password alone. @default false
+   */
+  allowNewKeyPrefix?: boolean
+  /** Builds a user's CASL ability; replaces the default rules. */
   defineAbilities?: AbilityBuilder
-  /** Called with every audit event (S8). Errors it throws are logged, not raised. */
+  /** Called with every audit event. Errors it throws are logged, not raised. */
   onEvent?: (event: TotpEvent) => void | Promise<void>
 }
 
@@ -72,8 +96,9 @@ export const DEFAULT_ISSUER = 'fastify-totp'
 export const DEFAULT_PREFIX = '/totp'
 export const DEFAULT_KEY_PREFIX = 'totp:'
 export const DEFAULT_SETUP_TTL = 600
+export const DEFAULT_SETUP_LIMIT: Required<SetupLimitOptions> = { maxStarts: 10, windowSeconds: 3600 }
 export const DEFAULT_LOCKOUT: Required<LockoutOptions> = { freeFailures: 5, lockSeconds: 30, maxLockSeconds: 900 }
-export const DEFAULT_IP_LIMIT: Required<IpLimitOptions> = { maxFailures: 50, windowSeconds: 900 }
+export const DEFAULT_IP_LIMIT: Required<IpLimitOptions> = { maxFailures: 50, windowSeconds: 900, ipv6PrefixLength: 64 }
 export const DEFAULT_TIMEOUT = 2000
 export const DEFAULT_SETTINGS_SHARDS = 64
 
@@ -81,32 +106,70 @@ export interface ResolvedOptions {
   getUser: FastifyTotpOptions['getUser']
   findUser?: FastifyTotpOptions['findUser']
   issuer: string
+  /** The issuer was left at its default (the plugin warns once). */
+  defaultIssuer: boolean
   prefix: string
   keyPrefix: string
   totp: TotpParams
   setupTtlMs: number
+  setup: SetupPolicy
   lock: LockPolicy
   ip: IpPolicy | null
+  /** IPv6 addresses are counted by networks of this prefix length. */
+  ipv6PrefixLength: number
   timeout: number
   settingsShards: number
+  allowNewKeyPrefix: boolean
   keyRing: KeyRing | null
   defineAbilities?: AbilityBuilder
   onEvent?: FastifyTotpOptions['onEvent']
 }
 
+const KNOWN: Record<string, ReadonlyArray<string>> = {
+  '': [
+    'getUser', 'findUser', 'redis', 'store', 'encryptionKey', 'issuer', 'prefix', 'keyPrefix', 'algorithm', 'digits',
+    'period', 'window', 'setupTtl', 'setupLimit', 'lockout', 'ipLimit', 'timeout', 'settingsShards',
+    'allowNewKeyPrefix', 'defineAbilities', 'onEvent'
+  ],
+  lockout: Object.keys(DEFAULT_LOCKOUT),
+  ipLimit: Object.keys(DEFAULT_IP_LIMIT),
+  setupLimit: Object.keys(DEFAULT_SETUP_LIMIT)
+}
+
 const fail = (message: string): never => { throw new TotpOptionsError(message) }
-const positiveInt = (name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number =>
-  (Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max) ? v as number : fail(`${name} must be an integer between 1 and ${max}, got ${String(v)}`)
+const int = (name: string, v: unknown, min: number, max: number): number =>
+  (Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max)
+    ? v as number
+    : fail(`${name} must be an integer between ${min} and ${max}, got ${String(v)}`)
+const positiveInt = (name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number => int(name, v, 1, max)
+const fn = (name: string, v: unknown): void => {
+  if (v !== undefined && typeof v !== 'function') fail(`${name} must be a function`)
+}
+
+// A misspelt option (`ipLimits`, `lockout.freeFailure`) would silently keep a default: refused.
+function checkNames (opts: Record<string, unknown>): void {
+  for (const [group, names] of Object.entries(KNOWN)) {
+    const obj = group === '' ? opts : opts[group]
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) continue
+    for (const name of Object.keys(obj)) {
+      const full = `${group === '' ? '' : `${group}.`}${name}`
+      if (!names.includes(name)) fail(`unknown option ${full} (known: ${names.join(', ')})`)
+    }
+  }
+}
 
 /** Checks the options once at registration (fail fast) and fills in the defaults. */
 export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   if (opts === null || typeof opts !== 'object') fail('options must be an object')
+  checkNames(opts as unknown as Record<string, unknown>)
   if (typeof opts.getUser !== 'function') fail('getUser(request) is required')
-  if (opts.findUser !== undefined && typeof opts.findUser !== 'function') fail('findUser must be a function')
-  if (opts.onEvent !== undefined && typeof opts.onEvent !== 'function') fail('onEvent must be a function')
-  if (opts.defineAbilities !== undefined && typeof opts.defineAbilities !== 'function') fail('defineAbilities must be a function')
+  fn('findUser', opts.findUser)
+  fn('onEvent', opts.onEvent)
+  fn('defineAbilities', opts.defineAbilities)
   const issuer = opts.issuer ?? DEFAULT_ISSUER
-  if (typeof issuer !== 'string' || issuer.trim() === '' || issuer.includes(':')) fail('issuer must be a non-empty string without ":"')
+  if (typeof issuer !== 'string' || issuer.trim() === '' || issuer.includes(':')) {
+    fail('issuer must be a non-empty string without ":"')
+  }
   const prefix = opts.prefix ?? DEFAULT_PREFIX
   if (typeof prefix !== 'string' || !/^\/[\w\-/]*$/.test(prefix) || prefix.endsWith('/')) fail('prefix must look like "/totp"')
   const keyPrefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX
@@ -116,18 +179,32 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   const digits = opts.digits ?? DEFAULT_TOTP_PARAMS.digits
   if (![6, 7, 8].includes(digits)) fail('digits must be 6, 7 or 8')
   const period = positiveInt('period', opts.period ?? DEFAULT_TOTP_PARAMS.period, 300)
-  const window = opts.window ?? DEFAULT_TOTP_PARAMS.window
-  if (!Number.isSafeInteger(window) || window < 0 || window > 10) fail('window must be an integer between 0 and 10')
+  const window = int('window', opts.window ?? DEFAULT_TOTP_PARAMS.window, 0, 10)
   const lockout = { ...DEFAULT_LOCKOUT, ...opts.lockout }
+  const lockSeconds = typeof lockout.lockSeconds === 'number' && lockout.lockSeconds > 0
+    ? lockout.lockSeconds
+    : fail('lockout.lockSeconds must be > 0')
+  const maxLockSeconds = typeof lockout.maxLockSeconds === 'number' && lockout.maxLockSeconds >= lockSeconds
+    ? lockout.maxLockSeconds
+    : fail('lockout.maxLockSeconds must be >= lockSeconds')
   const lock: LockPolicy = {
     freeFailures: positiveInt('lockout.freeFailures', lockout.freeFailures, 1000),
-    lockMs: Math.round(1000 * (lockout.lockSeconds > 0 ? lockout.lockSeconds : fail('lockout.lockSeconds must be > 0'))),
-    maxLockMs: Math.round(1000 * (lockout.maxLockSeconds >= lockout.lockSeconds ? lockout.maxLockSeconds : fail('lockout.maxLockSeconds must be >= lockSeconds')))
+    lockMs: Math.round(1000 * lockSeconds),
+    maxLockMs: Math.round(1000 * maxLockSeconds)
   }
   let ip: IpPolicy | null = null
+  const ipLimit = { ...DEFAULT_IP_LIMIT, ...(opts.ipLimit === false ? {} : opts.ipLimit) }
+  const ipv6PrefixLength = int('ipLimit.ipv6PrefixLength', ipLimit.ipv6PrefixLength, 16, 128)
   if (opts.ipLimit !== false) {
-    const l = { ...DEFAULT_IP_LIMIT, ...opts.ipLimit }
-    ip = { maxFailures: positiveInt('ipLimit.maxFailures', l.maxFailures), windowMs: 1000 * positiveInt('ipLimit.windowSeconds', l.windowSeconds) }
+    ip = {
+      maxFailures: positiveInt('ipLimit.maxFailures', ipLimit.maxFailures),
+      windowMs: 1000 * positiveInt('ipLimit.windowSeconds', ipLimit.windowSeconds)
+    }
+  }
+  const setupLimit = { ...DEFAULT_SETUP_LIMIT, ...opts.setupLimit }
+  const setup: SetupPolicy = {
+    maxStarts: positiveInt('setupLimit.maxStarts', setupLimit.maxStarts, 1000),
+    windowMs: 1000 * positiveInt('setupLimit.windowSeconds', setupLimit.windowSeconds, 86400 * 30)
   }
   let keyRing: KeyRing | null = null
   if (opts.encryptionKey !== undefined) {
@@ -139,18 +216,25 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   } else if (opts.redis !== undefined || opts.store !== undefined) {
     fail('encryptionKey is required with a Redis (or custom) store: secrets are sealed with AES-256-GCM at rest')
   }
+  if (opts.allowNewKeyPrefix !== undefined && typeof opts.allowNewKeyPrefix !== 'boolean') {
+    fail('allowNewKeyPrefix must be a boolean')
+  }
   return {
     getUser: opts.getUser,
     findUser: opts.findUser,
     issuer,
+    defaultIssuer: opts.issuer === undefined,
     prefix,
     keyPrefix,
     totp: { algorithm, digits, period, window },
     setupTtlMs: 1000 * positiveInt('setupTtl', opts.setupTtl ?? DEFAULT_SETUP_TTL, 86400),
+    setup,
     lock,
     ip,
+    ipv6PrefixLength,
     timeout: positiveInt('timeout', opts.timeout ?? DEFAULT_TIMEOUT, 60000),
     settingsShards: positiveInt('settingsShards', opts.settingsShards ?? DEFAULT_SETTINGS_SHARDS, 16384),
+    allowNewKeyPrefix: opts.allowNewKeyPrefix === true,
     keyRing,
     defineAbilities: opts.defineAbilities,
     onEvent: opts.onEvent

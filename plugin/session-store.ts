@@ -6,7 +6,11 @@ import type { Cluster, Redis } from 'ioredis'
 // A session store for @fastify/session on ioredis, on its own: it imports nothing of the plugin.
 
 /** Redis failed or did not answer in time: 503, never a 500 nor a pass (the same code as the plugin's). */
-export const SessionStoreUnavailableError = createError('FST_TOTP_UNAVAILABLE', 'Session store unavailable, try again shortly', 503)
+export const SessionStoreUnavailableError = createError(
+  'FST_TOTP_UNAVAILABLE',
+  'Session store unavailable, try again shortly',
+  503
+)
 
 export const DEFAULT_SESSION_PREFIX = 'sess:'
 export const DEFAULT_SESSION_TTL = 86_400
@@ -70,7 +74,9 @@ export class RedisSessionStore implements SessionStore {
     const ttl = opts.ttl ?? DEFAULT_SESSION_TTL
     const timeout = opts.timeout ?? DEFAULT_SESSION_TIMEOUT
     if (typeof prefix !== 'string') throw new TypeError('RedisSessionStore: `prefix` must be a string')
-    if (!Number.isInteger(ttl) || ttl <= 0) throw new TypeError('RedisSessionStore: `ttl` must be a positive integer (seconds)')
+    if (!Number.isInteger(ttl) || ttl <= 0) {
+      throw new TypeError('RedisSessionStore: `ttl` must be a positive integer (seconds)')
+    }
     if (!Number.isInteger(timeout) || timeout <= 0) {
       throw new TypeError('RedisSessionStore: `timeout` must be a positive integer (milliseconds)')
     }

@@ -89,7 +89,10 @@ export type AttemptResult =
   | { ok: false; reason: 'locked'; retryAfterMs: number }
   /** The IP is over its failure budget: nothing was consumed nor charged. */
   | { ok: false; reason: 'ip-locked'; retryAfterMs: number }
-  /** Wrong or reused code, charged; `lockedForMs` > 0 when this failure set a lock, `ipLockedForMs` when it spent the IP's budget. */
+  /**
+   * Wrong or reused code, charged; `lockedForMs` > 0 when this failure set a lock, `ipLockedForMs`
+   * when it spent the IP's budget.
+   */
   | { ok: false; reason: 'failed'; failures: number; lockedForMs: number; ipLockedForMs: number }
   /** The secret was revoked or replaced since the read the code was checked against: nothing consumed nor charged. */
   | { ok: false; reason: 'changed' }
@@ -99,7 +102,30 @@ export interface TenantSettings { enforceAll: boolean }
 
 export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number }
 export interface IpPolicy { maxFailures: number; windowMs: number }
-export interface StorePolicy { lock: LockPolicy; ip: IpPolicy | null }
+/** How many new secrets a user may start within a window. */
+export interface SetupPolicy { maxStarts: number; windowMs: number }
+export interface StorePolicy {
+  lock: LockPolicy
+  ip: IpPolicy | null
+  /** @default { maxStarts: 10, windowMs: 3600000 } */
+  setup?: SetupPolicy
+}
+export const DEFAULT_SETUP_POLICY: SetupPolicy = { maxStarts: 10, windowMs: 3_600_000 }
+
+/** A new setup offered to the store: the sealed secret and its QR code (a data: URL). */
+export interface SetupOffer { sealed: string; qr: string; ttlMs: number }
+
+/**
+ * `started`: the offer is now the pending setup. `pending`: one was pending already, answered
+ * again (the offer, if any, was dropped). `none`: a look without an offer, nothing pending and a
+ * start allowed. `throttled`: the user started too many setups in the window.
+ */
+export type SetupResult =
+  | { status: 'started'; expiresAt: number }
+  | { status: 'pending'; sealed: string; qr: string; expiresAt: number }
+  | { status: 'none' }
+  | { status: 'throttled'; retryAfterMs: number }
+  | { status: 'already-enabled' }
 
 /**
  * What a session remembers for the plugin: which user (tenant `t`, id `u`) verified a code

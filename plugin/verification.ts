@@ -5,6 +5,7 @@ import {
   TotpAlreadyEnabledError, TotpInvalidCodeError, TotpLockedError, TotpNoPendingSetupError, TotpNotEnabledError,
   TotpUnavailableError
 } from './errors.js'
+import { ipBucket } from './ip.js'
 import { verifyCode } from './totp/index.js'
 import type { AttemptResult, CheckState, SecretState, UserRef } from './types.js'
 
@@ -46,7 +47,9 @@ export async function decideCode (ctx: TotpContext, c: CodeCheck): Promise<numbe
     const r = await attempt(ctx, c, read)
     if (r.ok) return r.gen
     if (r.reason !== 'changed') return refuse(ctx, c, r)
-    if (n === MAX_READS) throw new TotpUnavailableError({ cause: new Error('the user\'s secret kept changing during the code check') })
+    if (n === MAX_READS) {
+      throw new TotpUnavailableError({ cause: new Error('the user\'s secret kept changing during the code check') })
+    }
     read = await ctx.store.check(c.ref)
   }
 }
@@ -68,7 +71,8 @@ async function attempt (ctx: TotpContext, c: CodeCheck, { gate, secret }: CheckS
   const lockedFor = gate.lockedUntil - Date.now()
   if (lockedFor > 0) return { ok: false, reason: 'locked', retryAfterMs: lockedFor }
   const key = openSecret(ctx, c.request, sealed, c.ref)
-  const v = verifyCode(key, c.request.body.code, ctx.opts.totp, { afterTimeStep: secret.lastStep >= 0 ? secret.lastStep : undefined })
+  const afterTimeStep = secret.lastStep >= 0 ? secret.lastStep : undefined
+  const v = verifyCode(key, c.request.body.code, ctx.opts.totp, { afterTimeStep })
   // a right and a wrong code cost the same: one deciding call, which refuses a locked user first
   return ctx.store.attempt(c.ref, {
     kind: c.kind,
@@ -84,14 +88,28 @@ export function openSecret (ctx: TotpContext, request: FastifyRequest, sealed: s
   try {
     return open(ctx.keyRing, sealed, { ...ref, purpose: SECRET_PURPOSE })
   } catch (err) {
-    request.log.error({ err, totp: { tenant: ref.tenant, userId: ref.userId } }, 'fastify-totp: a sealed secret did not open (missing key or tampered record)')
+    request.log.error({ err, totp: { tenant: ref.tenant, userId: ref.userId } },
+      'fastify-totp: a sealed secret did not open (missing key or tampered record)')
     throw new TotpUnavailableError({ cause: err })
   }
 }
 
-/** The IP a failure is charged to, or null when no IP budget applies. */
+let warnedNoIp = false
+
+/**
+ * The IP bucket a failure is charged to (an IPv6 address by its network), or null when no IP
+ * budget applies. A request without an IP (a unix socket without `trustProxy`) skips the budget:
+ * sharing one key would let one account's failures lock everyone out.
+ */
 function ipOf (ctx: TotpContext, request: FastifyRequest): string | null {
-  return ctx.opts.ip === null ? null : request.ip
+  if (ctx.opts.ip === null) return null
+  const bucket = ipBucket(request.ip, ctx.opts.ipv6PrefixLength)
+  if (bucket === null && !warnedNoIp) {
+    warnedNoIp = true
+    request.log.warn({ ip: request.ip }, 'fastify-totp: a request without an IP address skips the per-IP budget ' +
+      '(behind a proxy or on a unix socket, set trustProxy)')
+  }
+  return bucket
 }
 
 /** 429 with `Retry-After` (whole seconds, at least 1). */
@@ -101,7 +119,11 @@ export function locked (reply: FastifyReply, ms: number): never {
   throw new TotpLockedError(seconds)
 }
 
-function refuse (ctx: TotpContext, { request, reply, ref, kind }: CodeCheck, r: Exclude<AttemptResult, { ok: true }>): never {
+function refuse (
+  ctx: TotpContext,
+  { request, reply, ref, kind }: CodeCheck,
+  r: Exclude<AttemptResult, { ok: true }>
+): never {
   const ip = request.ip
   switch (r.reason) {
     case 'locked':
@@ -109,8 +131,12 @@ function refuse (ctx: TotpContext, { request, reply, ref, kind }: CodeCheck, r: 
       ctx.emit(request, { type: 'attempt.refused', ...ref, ip, reason: r.reason })
       return locked(reply, r.retryAfterMs)
     case 'failed':
-      ctx.emit(request, { type: kind === 'verify' ? 'verify.failed' : 'setup.failed', ...ref, ip, failures: r.failures })
-      if (r.lockedForMs > 0) ctx.emit(request, { type: 'locked', ...ref, ip, failures: r.failures, lockedForMs: r.lockedForMs })
+      ctx.emit(request, {
+        type: kind === 'verify' ? 'verify.failed' : 'setup.failed', ...ref, ip, failures: r.failures
+      })
+      if (r.lockedForMs > 0) {
+        ctx.emit(request, { type: 'locked', ...ref, ip, failures: r.failures, lockedForMs: r.lockedForMs })
+      }
       if (r.ipLockedForMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip, lockedForMs: r.ipLockedForMs })
       throw new TotpInvalidCodeError()
     case 'not-enabled': throw new TotpNotEnabledError()

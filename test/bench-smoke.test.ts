@@ -45,10 +45,12 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   const store = new RedisTotpStore({ client: redis, keyPrefix: 'totp:', lock: { freeFailures: 5, lockMs: 30000, maxLockMs: 900000 }, ip: null })
   const ref = { tenant: TENANT, userId: 'enrolled-by-the-store' }
   const sealed = seal(keyRing, generateSecret(), { ...ref, purpose: SECRET_PURPOSE })
-  t.equal(await store.startSetup(ref, sealed, 60000), 'ok')
-  t.match(await store.attempt(ref, { kind: 'confirm', gen: 0, step: timeStepAt(DEFAULT_TOTP_PARAMS) - 1, pending: sealed, ip: null }), { ok: true })
-  t.same((await redis.hkeys(keys.user({ tenant: TENANT, userId: pop.verify[0].id }))).sort(), (await redis.hkeys(keys.user(ref))).sort(),
-    'seeded users look like users the store enrolled')
+  t.match(await store.startSetup(ref, { sealed, qr: '', ttlMs: 60000 }), { status: 'started' })
+  t.match(await store.attempt(ref, {
+    kind: 'confirm', gen: 0, step: timeStepAt(DEFAULT_TOTP_PARAMS) - 1, pending: sealed, ip: null
+  }), { ok: true })
+  const seededFields = (await redis.hkeys(keys.user({ tenant: TENANT, userId: pop.verify[0].id }))).sort()
+  t.same(seededFields, (await redis.hkeys(keys.user(ref))).sort(), 'seeded users look like users the store enrolled')
 
   const app = await buildBenchApp({ redis, keyPrefix: 'totp:', sessionPrefix: 'sess:', encryptionKey, sessionSecret })
   t.teardown(() => app.close())
@@ -59,7 +61,8 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   t.same(scenarios.map((s) => s.name), ['health', 'session-only', 'gate', 'gate-plain', 'verify', 'flood'])
   // all at once: about a second in all (slot 1 is the first measured round, 0 the warm-up)
   const amountOf = (name: string): number => name === 'flood' ? 10 * FLOOD_PER_SLOT : 150
-  const results = await Promise.all(scenarios.map((s) => runLoad(url, s.options(1), { connections: 4, amount: amountOf(s.name) })))
+  const results = await Promise.all(scenarios.map((s) =>
+    runLoad(url, s.options(1), { connections: 4, amount: amountOf(s.name) })))
   scenarios.forEach((scenario, i) => {
     const r = results[i]
     t.equal(r.requests, amountOf(scenario.name), `${scenario.name}: every request answered`)
@@ -86,8 +89,12 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   t.ok(health.requests > 0 && verify.requests > 0)
   t.same(health.statuses, { 200: health.requests }, 'health answers 200 in its slices')
   t.same(verify.statuses, { 200: verify.requests }, 'each verification a fresh user: 200')
-  t.throws(() => { void runInterleaved(url, [byName('health').request(1), byName('health').request(1)], { connections: 1, seconds: 0.4, sliceMs: 100, guardMs: 20 }) }, /at least 5 slices/)
-  t.throws(() => { void runInterleaved(url, [byName('health').request(1), byName('health').request(1)], { connections: 1, seconds: 1, sliceMs: 100, guardMs: 100 }) }, /guard shorter/)
+  // runInterleaved checks its arguments before it starts (it throws, no promise to discard)
+  const twice = (): Parameters<typeof runInterleaved>[1] => [byName('health').request(1), byName('health').request(1)]
+  t.throws(() => runInterleaved(url, twice(), { connections: 1, seconds: 0.4, sliceMs: 100, guardMs: 20 }),
+    /at least 5 slices/)
+  t.throws(() => runInterleaved(url, twice(), { connections: 1, seconds: 1, sliceMs: 100, guardMs: 100 }),
+    /guard shorter/)
 
   const flood = await floodOutcome(redis, keys, 'sess:', pop)
   t.equal(flood.verifiedSessions, 0, 'no flooded session is verified')

@@ -23,7 +23,9 @@ class Client {
       headers['x-csrf-token'] = this.token as string
     }
     if (this.cookie !== undefined) headers.cookie = this.cookie
-    const res = await this.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) })
+    // as the pages do: POST and PUT always carry JSON
+    const body = payload ?? (method === 'POST' || method === 'PUT' ? {} : undefined)
+    const res = await this.app.inject({ method, url, headers, ...(body === undefined ? {} : { payload: body }) })
     const set = res.cookies.find((c) => c.name === 'sessionId')
     if (set !== undefined) this.cookie = `sessionId=${set.value}`
     return res
@@ -166,7 +168,7 @@ t.test('with Redis, TOTP state and sessions share the Redis and the key prefix',
     redis.disconnect()
   })
   await t.rejects(build({ redis, keyPrefix }), /encryptionKey is required/, 'no key, no start')
-  const server = await build({ redis, keyPrefix, encryptionKey: randomBytes(32).toString('base64'), sessionSecret: 'x'.repeat(32) })
+  const server = await build({ redis, keyPrefix, allowNewKeyPrefix: true, encryptionKey: randomBytes(32).toString('base64'), sessionSecret: 'x'.repeat(32) })
   t.teardown(() => server.close())
   const c = new Client(server)
   await c.login('admin')
@@ -212,7 +214,10 @@ t.test('configFromEnv: Redis needs TOTP_ENCRYPTION_KEY and SESSION_SECRET', asyn
 })
 
 /** Runs `npm start`'s command with `env`; resolves with its output once `until` matches it or it exits. */
-function startServer (env: Record<string, string>, until: RegExp): Promise<{ out: string; code: number | null; stop: () => void }> {
+function startServer (
+  env: Record<string, string>,
+  until: RegExp
+): Promise<{ out: string; code: number | null; stop: () => void }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'example/server.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },

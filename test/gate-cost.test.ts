@@ -1,15 +1,17 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
-import { Agent, awayFromStepEdge, build, codeFor, enrol, REDIS_URL, wrongCode, type Built, type BuildOptions } from './helpers.js'
+import { Agent, awayFromStepEdge, build, codeFor, enrol, wrongCode, type Built, type BuildOptions } from './helpers.js'
 import { startRedis } from './support/redis-servers.js'
+
+type During = (fn: () => Promise<void>) => Promise<{ plugin: string[][]; sessions: string[][] }>
 
 /**
  * An app on a private Redis whose commands are counted with MONITOR. `during(fn)` runs fn and
  * returns the round trips it caused, split into the plugin's and the session store's
  * (commands a script runs show up with source 'lua': they are not round trips).
  */
-async function monitored (t: Test, opts: BuildOptions = {}): Promise<Built & { during: (fn: () => Promise<void>) => Promise<{ plugin: string[][]; sessions: string[][] }> }> {
+async function monitored (t: Test, opts: BuildOptions = {}): Promise<Built & { during: During }> {
   await awayFromStepEdge()
   const server = await startRedis()
   t.teardown(() => server.stop())
@@ -27,10 +29,10 @@ async function monitored (t: Test, opts: BuildOptions = {}): Promise<Built & { d
     if (args[0]?.toLowerCase() === 'echo' && waiting.has(args[1])) waiting.get(args[1])?.()
     else if (source !== 'lua') seen.push(args)
   })
-  const settled = (): Promise<void> => new Promise((resolve) => {
+  const settled = (): Promise<void> => new Promise((resolve, reject) => {
     const mark = `monitored-${++marks}`
     waiting.set(mark, resolve)
-    void redis.echo(mark)
+    redis.echo(mark).catch(reject)
   })
   await settled()
   const sessionPrefix = `${built.keyPrefix}sess:`

@@ -41,7 +41,10 @@ export interface BuildOptions {
   keyPrefix?: string
   users?: TotpUser[]
   plugin?: Partial<FastifyTotpOptions>
-  /** Where sessions live: a RedisSessionStore on `redis`, @fastify/session's memory store, or this one (given the RedisSessionStore). @default 'redis' */
+  /**
+   * Where sessions live: a RedisSessionStore on `redis`, @fastify/session's memory store, or this one (given the
+   * RedisSessionStore). @default 'redis'
+   */
   sessions?: 'redis' | 'memory' | ((redisStore: RedisSessionStore) => SessionStore)
   /** Where TOTP state lives. @default 'redis' */
   store?: 'redis' | 'memory'
@@ -88,6 +91,8 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
     ...(opts.store === 'memory' ? {} : { redis }),
     encryptionKey: KEY,
     keyPrefix,
+    // every test has its own prefix on the one Redis (their records go with their keys)
+    allowNewKeyPrefix: true,
     getUser: (request) => {
       const s = request.session.get('uid' as never) as unknown as { id: string; tenant: string } | undefined
       return s === undefined ? null : find(s.tenant, s.id)
@@ -131,7 +136,8 @@ export class Agent {
       method,
       url,
       remoteAddress: this.ip,
-      ...(payload === undefined ? {} : { payload: payload as any }),
+      // a JSON client: the plugin's POST and PUT routes take application/json only
+      ...(payload === undefined && method !== 'POST' && method !== 'PUT' ? {} : { payload: (payload ?? {}) as any }),
       headers: { ...(this.cookie !== undefined ? { cookie: this.cookie } : {}), ...headers }
     })
     const set = res.cookies.find((c) => c.name === 'sessionId')
@@ -151,7 +157,8 @@ export class Agent {
 
 /** The code an authenticator shows for `secret` at `epochSeconds` (default now), or `offset` steps away. */
 export function codeFor (secret: string, offset = 0, epochSeconds = Date.now() / 1000): string {
-  return generateCode(decodeSecret(secret), DEFAULT_TOTP_PARAMS, Math.floor(epochSeconds) + offset * DEFAULT_TOTP_PARAMS.period)
+  const at = Math.floor(epochSeconds) + offset * DEFAULT_TOTP_PARAMS.period
+  return generateCode(decodeSecret(secret), DEFAULT_TOTP_PARAMS, at)
 }
 
 /** A code that is none of the codes the window accepts now (nor the next step's). */
@@ -166,7 +173,11 @@ export function wrongCode (secret: string): string {
 export const currentStep = (): number => timeStepAt(DEFAULT_TOTP_PARAMS)
 
 /** Signs `username` in on a new agent and enrols TOTP; returns the agent (verified) and the secret. */
-export async function enrol (app: FastifyInstance, username: string, tenant?: string): Promise<{ agent: Agent; secret: string }> {
+export async function enrol (
+  app: FastifyInstance,
+  username: string,
+  tenant?: string
+): Promise<{ agent: Agent; secret: string }> {
   const agent = new Agent(app)
   await agent.login(username, tenant)
   const setup = await agent.post('/totp/setup')

@@ -91,7 +91,7 @@ t.test('S8 an onEvent hook that throws or rejects is logged, not raised', async 
     await app.register(fastifyCookie)
     await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
     await app.register(totp, { getUser: () => ({ id: 'u', roles: [] }), encryptionKey: KEY, onEvent })
-    t.equal((await app.inject({ method: 'POST', url: '/totp/setup' })).statusCode, 201)
+    t.equal((await app.inject({ method: 'POST', url: '/totp/setup', payload: {} })).statusCode, 201)
     await new Promise((resolve) => setImmediate(resolve))
     await app.close()
   }
@@ -145,7 +145,10 @@ t.test('S6 a custom store answering with another promise implementation is await
   // a thenable with its own catch, as Bluebird or another realm's Promise has
   class OtherPromise<T> {
     constructor (private readonly value: T) {}
-    then<R> (onFulfilled?: (v: T) => R): OtherPromise<R | T> { return new OtherPromise(onFulfilled ? onFulfilled(this.value) : this.value) }
+    then<R> (onFulfilled?: (v: T) => R): OtherPromise<R | T> {
+      return new OtherPromise(onFulfilled ? onFulfilled(this.value) : this.value)
+    }
+
     catch (): this { return this }
   }
   const store = await enforcedStore()

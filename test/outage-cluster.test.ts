@@ -17,7 +17,16 @@ type Kind = 'verified' | 'unverified' | 'plain' | 'enforced' | 'public'
 interface Actor { name: string, kind: Kind, user: string, agent: Agent, dead?: boolean }
 /** normal: the answer outside an outage; closed: failed closed (FST_TOTP_UNAVAILABLE); else a violation. */
 type Outcome = 'normal' | 'closed' | 'violation'
-interface Sample { actor: Actor, route: string, status: number, code?: string, start: number, end: number, outcome: Outcome, violation?: string }
+interface Sample {
+  actor: Actor
+  route: string
+  status: number
+  code?: string
+  start: number
+  end: number
+  outcome: Outcome
+  violation?: string
+}
 
 const ROUTES: Record<Kind, string[]> = {
   verified: ['GET /api/profile', 'GET /totp/status'],
@@ -62,6 +71,7 @@ function traffic (actors: Actor[], secrets: Map<string, string>): { samples: Sam
   const samples: Sample[] = []
   let running = true
   const loops = actors.map(async (actor) => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- stop() below sets it to false
     for (let i = 0; running && i < 10_000; i++) {
       const [method, url] = ROUTES[actor.kind][i % ROUTES[actor.kind].length].split(' ')
       const start = Date.now()
@@ -100,7 +110,9 @@ t.test('S6 standalone Redis stopped mid-traffic: normal answers or 503, nothing 
   const redis = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
   redis.on('error', () => {})
   t.teardown(async () => { redis.disconnect(); await server.stop() })
-  const { app } = await build(t, { redis, sessionTimeout: 500, plugin: { timeout: 500, lockout: { freeFailures: 1000 }, ipLimit: false } })
+  const { app } = await build(t, {
+    redis, sessionTimeout: 500, plugin: { timeout: 500, lockout: { freeFailures: 1000 }, ipLimit: false }
+  })
   await app.totp.setEnforced('carol', true)
   const secrets = new Map<string, string>()
   const actors: Actor[] = []
@@ -167,7 +179,12 @@ t.test('S6 Redis Cluster: a master killed mid-traffic â€” its users get 503, use
   const cluster = await startRedisCluster({ args: ['--cluster-require-full-coverage', 'no', '--appendonly', 'yes'] })
   const client = await clusterClient(cluster.nodes)
   t.teardown(async () => { client.disconnect(); await cluster.stop() })
-  const { app, keyPrefix } = await build(t, { redis: client, users: [...USERS, ...MEMBERS], sessionTimeout: 800, plugin: { timeout: 800, lockout: { freeFailures: 1000 }, ipLimit: false } })
+  const { app, keyPrefix } = await build(t, {
+    redis: client,
+    users: [...USERS, ...MEMBERS],
+    sessionTimeout: 800,
+    plugin: { timeout: 800, lockout: { freeFailures: 1000 }, ipLimit: false }
+  })
   const owners = await slotOwners(client)
   const masterOf = async (key: string): Promise<number> => owners(await keySlot(client, key))!
   const layout = new KeyLayout(keyPrefix, DEFAULT_SETTINGS_SHARDS)
@@ -244,7 +261,12 @@ t.test('S6 Redis Cluster failover: a master with a replica killed mid-traffic â€
   const cluster = await startRedisCluster({ replicasPerMaster: 1 })
   const client = await clusterClient(cluster.nodes)
   t.teardown(async () => { client.disconnect(); await cluster.stop() })
-  const { app, keyPrefix } = await build(t, { redis: client, users: [...USERS, ...MEMBERS], sessionTimeout: 1000, plugin: { timeout: 1000, lockout: { freeFailures: 1000 }, ipLimit: false } })
+  const { app, keyPrefix } = await build(t, {
+    redis: client,
+    users: [...USERS, ...MEMBERS],
+    sessionTimeout: 1000,
+    plugin: { timeout: 1000, lockout: { freeFailures: 1000 }, ipLimit: false }
+  })
   const owners = await slotOwners(client)
   const layout = new KeyLayout(keyPrefix, DEFAULT_SETTINGS_SHARDS)
   const userMaster = async (id: string): Promise<number> => owners(await keySlot(client, layout.user({ tenant: 'default', userId: id })))!
@@ -310,7 +332,7 @@ function freezeOn (redis: Redis, script: 'totpAttempt', freeze: () => Promise<vo
   ;(redis as any)[script] = (...args: unknown[]) => {
     if (!fired) {
       fired = true
-      void freeze()
+      freeze() // not awaited: the SIGSTOP goes out synchronously, and the wrapper stays synchronous
     }
     return original(...args)
   }
@@ -390,7 +412,9 @@ t.test('S6 a hung Redis: every request answers within the bound, 503 or normal, 
   const server = await startRedis()
   const redis = new Redis(server.url, { maxRetriesPerRequest: 1 })
   t.teardown(async () => { redis.disconnect(); await server.stop() })
-  const { app } = await build(t, { redis, sessionTimeout: TIMEOUT, plugin: { timeout: TIMEOUT, lockout: { freeFailures: 1000 }, ipLimit: false } })
+  const { app } = await build(t, {
+    redis, sessionTimeout: TIMEOUT, plugin: { timeout: TIMEOUT, lockout: { freeFailures: 1000 }, ipLimit: false }
+  })
   await app.totp.setEnforced('carol', true)
   const secrets = new Map<string, string>()
   const actors: Actor[] = []

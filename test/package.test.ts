@@ -9,7 +9,9 @@ import t from 'tap'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
-  dependencies: Record<string, string>, peerDependencies: Record<string, string>, devDependencies: Record<string, string>
+  dependencies: Record<string, string>
+  peerDependencies: Record<string, string>
+  devDependencies: Record<string, string>
 }
 const PEERS = ['fastify', '@fastify/cookie', '@fastify/session', 'ioredis']
 

@@ -44,7 +44,7 @@ t.test('README: the registration sample works: sign in, enrol, gate, verify', as
   }
   await call('POST', '/login', { user })
   t.equal((await call('GET', '/api/data')).statusCode, 200, 'not enrolled, not enforced: passes')
-  const { secret, uri } = (await call('POST', '/totp/setup')).json()
+  const { secret, uri } = (await call('POST', '/totp/setup', {})).json()
   t.match(uri, /^otpauth:\/\/totp\/Acme:/)
   t.equal((await call('POST', '/totp/setup/confirm', { code: generateCode(decodeSecret(secret), undefined, Date.now() / 1000 - 30) })).statusCode, 200)
   cookie = ''

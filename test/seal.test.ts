@@ -76,7 +76,8 @@ t.test('S2 malformed sealed text is a SealError', async (t) => {
   const ring = createKeyRing(randomBytes(32))
   const sealed = seal(ring, new Uint8Array([7]), ctx) // 29 bytes: the last base64url character has spare bits
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-  const sameBytes = sealed.slice(0, -1) + alphabet[alphabet.indexOf(sealed.at(-1)!) | 1] // same bytes, non-canonical text
+  // same bytes, non-canonical text
+  const sameBytes = sealed.slice(0, -1) + alphabet[alphabet.indexOf(sealed.at(-1)!) | 1]
   t.same(Buffer.from(sameBytes.split('.')[1], 'base64url'), Buffer.from(sealed.split('.')[1], 'base64url'))
   const bad: unknown[] = [
     '', 'k1', 'k1.', '.' + sealed.split('.')[1], sealed.replace('.', ':'), sealed + '=', sealed + '.x', 'k1.' + 'A'.repeat(36),

@@ -27,7 +27,11 @@ function uniquePrefix (t: Test): string {
   return prefix
 }
 
-async function build (t: Test, store: Partial<RedisSessionStoreOptions> & { client: Redis }, session: Partial<FastifySessionOptions> = {}) {
+async function build (
+  t: Test,
+  store: Partial<RedisSessionStoreOptions> & { client: Redis },
+  session: Partial<FastifySessionOptions> = {}
+) {
   const app = Fastify()
   await app.register(fastifyCookie)
   await app.register(fastifySession, {
@@ -160,7 +164,9 @@ t.test('store API: missing key, expired cookie, default prefix', async (t) => {
   const ttl = await shared.pttl(prefix + 'live')
   t.ok(ttl > 0 && ttl <= 1000, `TTL of the expiry (${ttl} ms)`)
 
-  const expired = { cookie: { originalMaxAge: null, expires: new Date(Date.now() - 1000).toISOString() } } as unknown as Session
+  const expired = {
+    cookie: { originalMaxAge: null, expires: new Date(Date.now() - 1000).toISOString() }
+  } as unknown as Session
   await set('live', expired)
   t.equal(await shared.exists(prefix + 'live'), 0, 'a session already expired is deleted, not stored')
 
@@ -277,7 +283,10 @@ t.test('a session saved again unchanged in the same request is written once (reg
   const cookies = { sessionId: sessionCookie(write)! }
   const writes: string[] = []
   const set = client.set.bind(client) as (...args: unknown[]) => Promise<unknown>
-  ;(client as unknown as { set: (...args: unknown[]) => Promise<unknown> }).set = (...args) => { writes.push(String(args[0])); return set(...args) }
+  ;(client as unknown as { set: (...args: unknown[]) => Promise<unknown> }).set = (...args) => {
+    writes.push(String(args[0]))
+    return set(...args)
+  }
 
   const same = await app.inject({ method: 'POST', url: '/session/regenerate', payload: { keep: ['value'] }, cookies })
   t.same(writes, [prefix + same.json().id], 'one write of the new session')

@@ -8,7 +8,11 @@ export const POLICY: StorePolicy = {
   ip: { maxFailures: 4, windowMs: 60_000 }
 }
 export const DEFAULT_POLICY: StorePolicy = {
-  lock: { freeFailures: DEFAULT_LOCKOUT.freeFailures, lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000, maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000 },
+  lock: {
+    freeFailures: DEFAULT_LOCKOUT.freeFailures,
+    lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000,
+    maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000
+  },
   ip: null
 }
 
@@ -18,12 +22,15 @@ const ref = (tenant = 'default'): UserRef => ({ tenant, userId: `user-${process.
 const newIp = (block: number): string => `10.${block}.${n++ % 250}.${process.pid % 250}`
 
 // The deciding calls the routes make, by name.
-const confirm = (s: TotpStore, u: UserRef, pending: string, step: number | null, gen = 0, ip: string | null = null): Promise<AttemptResult> =>
-  s.attempt(u, { kind: 'confirm', gen, step, pending, ip })
-const verify = (s: TotpStore, u: UserRef, step: number | null, gen: number, ip: string | null = null): Promise<AttemptResult> =>
-  s.attempt(u, { kind: 'verify', gen, step, ip })
+const confirm = (
+  s: TotpStore, u: UserRef, pending: string, step: number | null, gen = 0, ip: string | null = null
+): Promise<AttemptResult> => s.attempt(u, { kind: 'confirm', gen, step, pending, ip })
+const verify = (
+  s: TotpStore, u: UserRef, step: number | null, gen: number, ip: string | null = null
+): Promise<AttemptResult> => s.attempt(u, { kind: 'verify', gen, step, ip })
 /** A wrong code for an enrolled user of generation `gen`. */
-const wrong = (s: TotpStore, u: UserRef, gen: number, ip: string | null = null): Promise<AttemptResult> => verify(s, u, null, gen, ip)
+const wrong = (s: TotpStore, u: UserRef, gen: number, ip: string | null = null): Promise<AttemptResult> =>
+  verify(s, u, null, gen, ip)
 const failed = (failures: number, lockedForMs = 0, ipLockedForMs = 0): AttemptResult =>
   ({ ok: false, reason: 'failed', failures, lockedForMs, ipLockedForMs })
 
@@ -31,7 +38,7 @@ const failed = (failures: number, lockedForMs = 0, ipLockedForMs = 0): AttemptRe
 export function storeContract (t: Test, name: string, make: (policy: StorePolicy) => Promise<TotpStore>): void {
   const enrolled = async (s: TotpStore, step = 10): Promise<UserRef> => {
     const u = ref()
-    await s.startSetup(u, 'k1.x', 60_000)
+    await s.startSetup(u, { sealed: 'k1.x', qr: '', ttlMs: 60_000 })
     await confirm(s, u, 'k1.x', step)
     return u
   }
@@ -40,26 +47,44 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     const s = await make(POLICY)
     const u = ref()
     t.same(await s.gate(u), { enabled: false, enforced: false, enforceAll: false, gen: 0, lockedUntil: 0 })
-    t.equal(await s.startSetup(u, 'k1.sealed-1', 60_000), 'ok')
+    t.match(await s.startSetup(u, { sealed: 'k1.sealed-1', qr: 'qr-1', ttlMs: 60_000 }), { status: 'started' })
     t.same((await s.check(u)).secret, { sealed: null, pending: 'k1.sealed-1', lastStep: -1 })
-    t.equal(await s.startSetup(u, 'k1.sealed-2', 60_000), 'ok', 'a restarted setup replaces the pending one')
-    t.same(await confirm(s, u, 'k1.sealed-1', 100), { ok: false, reason: 'no-pending' }, 'stale pending secret refused')
-    t.same(await confirm(s, u, 'k1.sealed-2', 100), { ok: true, gen: 1 })
-    t.same((await s.check(u)).secret, { sealed: 'k1.sealed-2', pending: null, lastStep: 100 })
+    t.match(await s.startSetup(u, { sealed: 'k1.sealed-2', qr: 'qr-2', ttlMs: 60_000 }),
+      { status: 'pending', sealed: 'k1.sealed-1', qr: 'qr-1' }, 'S7 a pending setup is answered again, not replaced')
+    t.match(await s.startSetup(u, null), { status: 'pending', sealed: 'k1.sealed-1' }, 'a look answers it too')
+    t.same(await confirm(s, u, 'k1.sealed-2', 100), { ok: false, reason: 'no-pending' }, 'a secret never stored is refused')
+    t.same(await confirm(s, u, 'k1.sealed-1', 100), { ok: true, gen: 1 })
+    t.same((await s.check(u)).secret, { sealed: 'k1.sealed-1', pending: null, lastStep: 100 })
     t.match(await s.gate(u), { enabled: true, gen: 1 })
-    t.equal(await s.startSetup(u, 'k1.sealed-3', 60_000), 'already-enabled', 'R2')
-    t.same(await confirm(s, u, 'k1.sealed-2', 101, 1), { ok: false, reason: 'already-enabled' })
+    t.same(await s.startSetup(u, { sealed: 'k1.sealed-3', qr: '', ttlMs: 60_000 }), { status: 'already-enabled' }, 'R2')
+    t.same(await confirm(s, u, 'k1.sealed-1', 101, 1), { ok: false, reason: 'already-enabled' })
     t.match(await verify(s, u, 100, 1), { ok: false, reason: 'failed' }, 'the confirming step is used')
     const plain = ref()
-    await s.startSetup(plain, 'no-key-id', 60_000)
+    await s.startSetup(plain, { sealed: 'no-key-id', qr: '', ttlMs: 60_000 })
     t.same(await confirm(s, plain, 'no-key-id', 5), { ok: true, gen: 1 }, 'a sealed value without a key id is kept whole')
     t.equal((await s.check(plain)).secret.sealed, 'no-key-id')
+  })
+
+  t.test(`${name}: S7 new setups are capped per user and window; a look costs no start`, async (t) => {
+    const s = await make({ ...POLICY, setup: { maxStarts: 2, windowMs: 60_000 } })
+    const u = ref()
+    t.same(await s.startSetup(u, null), { status: 'none' })
+    t.match(await s.startSetup(u, { sealed: 'k1.a', qr: '', ttlMs: 60_000 }), { status: 'started' })
+    await s.revoke(u)
+    t.same(await s.startSetup(u, null), { status: 'none' }, 'looking does not count')
+    t.match(await s.startSetup(u, { sealed: 'k1.b', qr: '', ttlMs: 60_000 }), { status: 'started' })
+    await s.revoke(u)
+    const r = await s.startSetup(u, { sealed: 'k1.c', qr: '', ttlMs: 60_000 })
+    t.equal(r.status, 'throttled', 'the third start in the window is refused')
+    t.ok(r.status === 'throttled' && r.retryAfterMs > 0 && r.retryAfterMs <= 60_000)
+    t.equal((await s.check(u)).secret.pending, null, 'nothing was stored')
+    t.equal((await s.startSetup(ref(), null)).status, 'none', 'per user')
   })
 
   t.test(`${name}: R1 a pending setup expires`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
-    await s.startSetup(u, 'k1.p', 100)
+    await s.startSetup(u, { sealed: 'k1.p', qr: '', ttlMs: 100 })
     await sleep(150)
     t.equal((await s.check(u)).secret.pending, null)
     t.same(await confirm(s, u, 'k1.p', 5), { ok: false, reason: 'no-pending' })
@@ -68,7 +93,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
   t.test(`${name}: R1 a wrong confirming code is charged like a wrong verification`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
-    await s.startSetup(u, 'k1.p', 60_000)
+    await s.startSetup(u, { sealed: 'k1.p', qr: '', ttlMs: 60_000 })
     t.same(await confirm(s, u, 'k1.p', null), failed(1))
     t.same((await s.check(u)).secret, { sealed: null, pending: 'k1.p', lastStep: -1 }, 'still pending')
   })
@@ -88,7 +113,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
   t.test(`${name}: S3 a step is consumed once, whoever asks again; R4 a code checked under another generation (revoked or replaced since) consumes and charges nothing`, async (t) => {
     const s = await make(POLICY)
     const u = ref()
-    await s.startSetup(u, 'k1.x', 60_000)
+    await s.startSetup(u, { sealed: 'k1.x', qr: '', ttlMs: 60_000 })
     t.same(await confirm(s, u, 'k1.x', 10), { ok: true, gen: 1 })
     t.same(await verify(s, u, 10, 1), failed(1), 'the confirming step, asked again: a replay')
     t.same(await verify(s, u, 11, 1), { ok: true, gen: 1 })
@@ -100,7 +125,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.same(await wrong(s, u, 1), failed(2), 'nothing charged')
     await s.revoke(u)
     t.same(await verify(s, u, 12, 2), { ok: false, reason: 'not-enabled' }, 'revoked since')
-    await s.startSetup(u, 'k1.y', 60_000)
+    await s.startSetup(u, { sealed: 'k1.y', qr: '', ttlMs: 60_000 })
     t.same(await confirm(s, u, 'k1.y', 12, 2), { ok: true, gen: 3 })
     t.same(await verify(s, u, 13, 1), { ok: false, reason: 'changed' }, 'replaced since: a code checked against the old secret')
     t.same(await verify(s, u, 13, 3), { ok: true, gen: 3 }, 'checked against the secret there now')
@@ -154,7 +179,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.same(await wrong(s, users[0], 1), failed(3), 'the user was not charged while the IP was refused')
     t.same(await verify(s, users[0], 11, 1), { ok: true, gen: 1 }, 'without the IP it consumes')
     const other = ref()
-    await s.startSetup(other, 'k1.o', 60_000)
+    await s.startSetup(other, { sealed: 'k1.o', qr: '', ttlMs: 60_000 })
     t.match(await confirm(s, other, 'k1.o', 7, 0, ip), { ok: false, reason: 'ip-locked' }, 'a confirmation is refused too')
     t.same((await s.check(other)).secret, { sealed: null, pending: 'k1.o', lastStep: -1 }, 'nothing confirmed')
     t.same(await confirm(s, other, 'k1.o', 7, 0, newIp(2)), { ok: true, gen: 1 }, 'from another IP it confirms')
@@ -185,7 +210,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.same(await s.gate(u), { enabled: false, enforced: true, enforceAll: false, gen: 2, lockedUntil: 0 })
     t.same((await s.check(u)).secret, { sealed: null, pending: null, lastStep: -1 })
     t.equal(await s.revoke(u), false, 'nothing left')
-    await s.startSetup(u, 'k1.y', 60_000)
+    await s.startSetup(u, { sealed: 'k1.y', qr: '', ttlMs: 60_000 })
     t.equal(await s.revoke(u), true, 'a pending setup counts')
     t.equal((await s.check(u)).secret.pending, null)
   })
@@ -213,7 +238,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     const s = await make(POLICY)
     const a = { tenant: 'a:b', userId: `c}{${n++}` }
     const b = { tenant: 'a', userId: `b:c}{${n - 1}` }
-    await s.startSetup(a, 'k1.sa', 60_000)
+    await s.startSetup(a, { sealed: 'k1.sa', qr: '', ttlMs: 60_000 })
     await confirm(s, a, 'k1.sa', 1)
     t.match(await s.gate(b), { enabled: false })
     t.match(await s.gate(a), { enabled: true })

@@ -16,18 +16,24 @@ t.teardown(async () => {
 storeContract(t, 'redis', async (policy) => new RedisTotpStore({ client: redis, keyPrefix: prefix, ...policy }))
 
 t.test('redis: scripts are defined once per client (guarded)', async (t) => {
-  const a = new RedisTotpStore({ client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null })
-  const b = new RedisTotpStore({ client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null })
+  const a = new RedisTotpStore({
+    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null
+  })
+  const b = new RedisTotpStore({
+    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null
+  })
   t.same(await a.gate({ tenant: 'x', userId: 'y' }), await b.gate({ tenant: 'x', userId: 'y' }))
 })
 
 t.test('redis: an enrolled user stays a compact listpack hash (memory per user)', async (t) => {
   const { seal, createKeyRing } = await import('../plugin/crypto/seal.js')
   const { generateSecret } = await import('../plugin/totp/index.js')
-  const store = new RedisTotpStore({ client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null })
+  const store = new RedisTotpStore({
+    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null
+  })
   const ref = { tenant: 'default', userId: 'user-0042' }
   const sealed = seal(createKeyRing(Buffer.alloc(32, 7)), generateSecret(), { ...ref, purpose: 'totp-secret' })
-  await store.startSetup(ref, sealed, 60_000)
+  await store.startSetup(ref, { sealed, qr: '', ttlMs: 60_000 })
   t.match(await store.attempt(ref, { kind: 'confirm', gen: 0, step: 100, pending: sealed, ip: null }), { ok: true })
   t.equal((await store.check(ref)).secret.sealed, sealed, 'the sealed secret reads back whole')
   const key = store.keys.user(ref)

@@ -19,6 +19,8 @@ async function api (method, url, body) {
     csrfToken ??= (await api('GET', '/csrf')).token
     headers['x-csrf-token'] = csrfToken
   }
+  // the plugin's POST and PUT routes take JSON only (a cross-site form cannot send it)
+  if (method === 'POST' || method === 'PUT') body ??= {}
   if (body !== undefined) headers['content-type'] = 'application/json'
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
   const data = res.status === 204 ? null : await res.json().catch(() => null)
@@ -29,7 +31,8 @@ async function api (method, url, body) {
 /** The sentence a person reads for an error of the API. */
 function explain (err) {
   switch (err.code) {
-    case 'FST_TOTP_INVALID_CODE': return 'Wrong code, or a code that was already used. Wait for the next code and try again.'
+    case 'FST_TOTP_INVALID_CODE':
+      return 'Wrong code, or a code that was already used. Wait for the next code and try again.'
     case 'FST_TOTP_LOCKED': return `Too many wrong codes. Try again in ${err.retryAfter ?? 'a few'} seconds.`
     case 'FST_TOTP_BAD_REQUEST': return 'Enter the 6 digits your authenticator app shows.'
     case 'FST_TOTP_FORBIDDEN': return `You are not allowed to do this: ${err.message.replace(/^Forbidden: /, '')}.`
@@ -43,7 +46,8 @@ function explain (err) {
 
 /** Where the gate sends a session that may not see a page yet; true when it navigated. */
 function redirectFor (err) {
-  const to = { FST_TOTP_UNAUTHENTICATED: '/', FST_TOTP_REQUIRED: '/verify', FST_TOTP_SETUP_REQUIRED: '/setup' }[err.code]
+  const pages = { FST_TOTP_UNAUTHENTICATED: '/', FST_TOTP_REQUIRED: '/verify', FST_TOTP_SETUP_REQUIRED: '/setup' }
+  const to = pages[err.code]
   if (to === undefined) return false
   location.assign(to)
   return true
@@ -67,7 +71,9 @@ function showError (root, err) {
 function fillUser (user, root = document) {
   $$('[data-user-id]', root).forEach((el) => { el.textContent = user.id })
   $$('[data-user-parent]', root).forEach((el) => { el.textContent = user.parentId ?? '(none: a root user)' })
-  $$('[data-user-roles]', root).forEach((el) => { el.textContent = user.roles.length ? user.roles.join(', ') : '(none)' })
+  $$('[data-user-roles]', root).forEach((el) => {
+    el.textContent = user.roles.length ? user.roles.join(', ') : '(none)'
+  })
 }
 
 /** Every page behind sign-in starts here: who am I, or go where the gate says. */
@@ -115,7 +121,8 @@ const pages = {
     form.addEventListener('submit', async (event) => {
       event.preventDefault()
       try {
-        const { totp } = await api('POST', '/login', { username: form.username.value.trim(), password: form.password.value })
+        const credentials = { username: form.username.value.trim(), password: form.password.value }
+        const { totp } = await api('POST', '/login', credentials)
         location.assign({ none: '/home', verify: '/verify', setup: '/setup' }[totp])
       } catch (err) {
         showError(form, err)
@@ -168,7 +175,8 @@ const pages = {
     const state = $('[data-totp-state]')
     const start = $('[data-start-setup]')
     const enabled = () => {
-      show(state, 'Two-factor authentication is enabled for your account. To set it up again (a new phone, say), ask your parent user to revoke your TOTP secret.')
+      show(state, 'Two-factor authentication is enabled for your account. ' +
+        'To set it up again (a new phone, say), ask your parent user to revoke your TOTP secret.')
       start.hidden = true
       $('[data-setup]').hidden = true
     }
@@ -196,7 +204,10 @@ const pages = {
     const rows = $('[data-users]')
     for (const user of users) {
       const row = rows.insertRow()
-      const link = Object.assign(document.createElement('a'), { href: `/admin/users/${encodeURIComponent(user.id)}`, textContent: user.id })
+      const link = Object.assign(document.createElement('a'), {
+        href: `/admin/users/${encodeURIComponent(user.id)}`,
+        textContent: user.id
+      })
       row.insertCell().append(link)
       row.insertCell().textContent = user.parentId ?? ''
       row.insertCell().textContent = user.roles.join(', ')
@@ -224,8 +235,11 @@ const pages = {
         const status = await api('GET', base)
         savedEnforced = status.enforced
         checkbox.checked = status.enforced
-        const locked = status.lockedUntil ? ` Locked out after wrong codes until ${new Date(status.lockedUntil).toLocaleTimeString()}.` : ''
-        show(state, `TOTP: ${status.enabled ? 'set up' : 'not set up'}; ${status.enforced ? 'enforced' : 'not enforced'} for this user.${locked}`)
+        const locked = status.lockedUntil
+          ? ` Locked out after wrong codes until ${new Date(status.lockedUntil).toLocaleTimeString()}.`
+          : ''
+        const enforced = status.enforced ? 'enforced' : 'not enforced'
+        show(state, `TOTP: ${status.enabled ? 'set up' : 'not set up'}; ${enforced} for this user.${locked}`)
       } catch (err) {
         if (!(err instanceof ApiError) || err.status !== 403) throw err
         show(state, `You are not allowed to see the TOTP status of ${user.id}: ${err.message.replace(/^Forbidden: /, '')}.`)

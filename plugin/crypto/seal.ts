@@ -106,7 +106,9 @@ export function open (ring: KeyRing, sealed: string, ctx: SealContext): Buffer {
   if (key === undefined) throw new SealError(`unknown key id ${JSON.stringify(keyId.slice(0, 64))}`)
   if (!BASE64URL.test(text)) throw new SealError('malformed sealed value')
   const body = Buffer.from(text, 'base64url')
-  if (body.length < IV_BYTES + TAG_BYTES || body.toString('base64url') !== text) throw new SealError('malformed sealed value')
+  if (body.length < IV_BYTES + TAG_BYTES || body.toString('base64url') !== text) {
+    throw new SealError('malformed sealed value')
+  }
   const aad = additionalData(keyId, ctx)
   const decipher = createDecipheriv(ALGORITHM, key, body.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
   decipher.setAAD(aad)

@@ -1,4 +1,6 @@
-import { AbilityBuilder, createMongoAbility, ForbiddenError, subject, type ForcedSubject, type MongoAbility } from '@casl/ability'
+import {
+  AbilityBuilder, createMongoAbility, ForbiddenError, subject, type ForcedSubject, type MongoAbility
+} from '@casl/ability'
 import { DEFAULT_TENANT, type TotpUser } from '../types.js'
 
 export const ROLE_ADMIN = 'ROLE_USER_MANAGEMENT_ADMIN'
@@ -9,7 +11,10 @@ export const ROLE_READ = 'ROLE_USER_MANAGEMENT_READ'
 export interface TargetFields { tenant: string; userId: string; parentId: string | null; ancestorIds: string[] }
 export type TotpAction = 'read' | 'revoke' | 'update'
 export type TotpSubjectType = 'TotpStatus' | 'TotpSecret' | 'TotpEnforcement' | 'TotpSettings'
-export type TargetSubject = (TargetFields & ForcedSubject<'TotpStatus'>) | (TargetFields & ForcedSubject<'TotpSecret'>) | (TargetFields & ForcedSubject<'TotpEnforcement'>)
+export type TargetSubject =
+  | (TargetFields & ForcedSubject<'TotpStatus'>)
+  | (TargetFields & ForcedSubject<'TotpSecret'>)
+  | (TargetFields & ForcedSubject<'TotpEnforcement'>)
 export type SettingsSubject = { tenant: string } & ForcedSubject<'TotpSettings'>
 export type TotpAbility = MongoAbility<[TotpAction, TotpSubjectType | TargetSubject | SettingsSubject]>
 /** The refusals no ability lifts (the admin routes check them too, whatever `defineAbilities` returns). */
@@ -26,7 +31,10 @@ export type { AbilityBuilderFn as AbilityBuilder }
  * adds an app's rules after the role/parent refusals and before the hard
  * ones (never oneself, never another tenant).
  */
-export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder<TotpAbility>, user: TotpUser) => void): TotpAbility {
+export function defineTotpAbilities (
+  user: TotpUser,
+  extend?: (b: AbilityBuilder<TotpAbility>, user: TotpUser) => void
+): TotpAbility {
   const b = new AbilityBuilder<TotpAbility>(createMongoAbility)
   const tenant = user.tenant ?? DEFAULT_TENANT
   const admin = user.roles.includes(ROLE_ADMIN)
@@ -45,15 +53,22 @@ export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder
   if (read || admin) b.can('read', 'TotpSettings', { tenant })
   if (admin) b.can('update', 'TotpSettings', { tenant })
 
-  if (!admin && !create) b.cannot('revoke', 'TotpSecret').because('R4: revoking needs ADMIN or CREATE on User management')
-  else b.cannot('revoke', 'TotpSecret', { parentId: { $ne: user.id } }).because('R4: only the parent user may revoke a secret')
+  if (!admin && !create) {
+    b.cannot('revoke', 'TotpSecret').because('R4: revoking needs ADMIN or CREATE on User management')
+  } else {
+    b.cannot('revoke', 'TotpSecret', { parentId: { $ne: user.id } })
+      .because('R4: only the parent user may revoke a secret')
+  }
   if (!admin) b.cannot('update', 'TotpEnforcement').because('R5: enforcing TOTP needs ADMIN on User management')
   if (!admin) b.cannot('update', 'TotpSettings').because('R7: tenant settings need ADMIN on User management')
   if (!read && !admin) {
-    b.cannot('read', 'TotpStatus', create ? { userId: { $ne: user.id }, parentId: { $ne: user.id } } : { userId: { $ne: user.id } })
+    const others = create ? { userId: { $ne: user.id }, parentId: { $ne: user.id } } : { userId: { $ne: user.id } }
+    b.cannot('read', 'TotpStatus', others)
       .because('R8: reading another user\'s status needs READ or ADMIN on User management, or CREATE as their parent')
   }
-  if (!read && !admin) b.cannot('read', 'TotpSettings').because('R7: reading tenant settings needs READ or ADMIN on User management')
+  if (!read && !admin) {
+    b.cannot('read', 'TotpSettings').because('R7: reading tenant settings needs READ or ADMIN on User management')
+  }
   // an app's own rules go here: they can lift the refusals above (e.g. let ancestors revoke), not the ones below
   extend?.(b, user)
   b.cannot('revoke', 'TotpSecret', { userId: user.id }).because(SELF_REVOKE)
@@ -66,7 +81,12 @@ export function defineTotpAbilities (user: TotpUser, extend?: (b: AbilityBuilder
 
 /** A subject CASL can match (a plain object without `subject()` is always denied). */
 export function targetSubject (type: Exclude<TotpSubjectType, 'TotpSettings'>, target: TotpUser): TargetSubject {
-  return subject(type, { tenant: target.tenant ?? DEFAULT_TENANT, userId: target.id, parentId: target.parentId ?? null, ancestorIds: target.ancestorIds ?? [] }) as TargetSubject
+  return subject(type, {
+    tenant: target.tenant ?? DEFAULT_TENANT,
+    userId: target.id,
+    parentId: target.parentId ?? null,
+    ancestorIds: target.ancestorIds ?? []
+  }) as TargetSubject
 }
 
 export function settingsSubject (tenant: string): SettingsSubject {
@@ -74,7 +94,11 @@ export function settingsSubject (tenant: string): SettingsSubject {
 }
 
 /** Why `ability` refuses, or null when it allows. */
-export function refusal (ability: TotpAbility, action: TotpAction, target: TargetSubject | SettingsSubject): string | null {
+export function refusal (
+  ability: TotpAbility,
+  action: TotpAction,
+  target: TargetSubject | SettingsSubject
+): string | null {
   const err = ForbiddenError.from(ability).setMessage('').unlessCan(action, target)
   if (err === undefined) return null
   return err.message !== '' ? err.message : `not allowed to ${action} ${target.__caslSubjectType__}`

@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { TotpForbiddenError, TotpUserNotFoundError } from '../errors.js'
-import { requireUser, type TotpContext } from '../context.js'
+import { forbidden, MAX_ID_BYTES, requireUser, type TotpContext } from '../context.js'
+import { TotpBadRequestError, TotpUserNotFoundError } from '../errors.js'
 import type { TotpOperator } from '../operator.js'
-import { refusal, SELF_ENFORCE, SELF_REVOKE, targetSubject, type TotpAction, type TotpSubjectType } from '../policy/abilities.js'
+import {
+  refusal, SELF_ENFORCE, SELF_REVOKE, targetSubject, type TotpAction, type TotpSubjectType
+} from '../policy/abilities.js'
 import { DEFAULT_TENANT, type TotpUser } from '../types.js'
 import { enforcementBody, userParams } from './schemas.js'
 
@@ -14,16 +16,31 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
   if (findUser === undefined) return
   const find = findUser
 
-  async function authorize (request: FastifyRequest<UserRoute>, action: TotpAction, type: Exclude<TotpSubjectType, 'TotpSettings'>): Promise<{ actor: TotpUser; target: TotpUser; tenant: string }> {
+  async function authorize (
+    request: FastifyRequest<UserRoute>,
+    action: TotpAction,
+    type: Exclude<TotpSubjectType, 'TotpSettings'>
+  ): Promise<{ actor: TotpUser; target: TotpUser; tenant: string }> {
     const { user: actor, ref } = requireUser(request)
-    const target = await find(ref.tenant, request.params.userId)
+    const id = request.params.userId
+    if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new TotpBadRequestError(`userId is over ${MAX_ID_BYTES} bytes`)
+    // first whether the actor could act on any user of that id (at best, as its parent): an
+    // actor without the roles learns nothing about which ids exist
+    const best = { id, tenant: ref.tenant, parentId: actor.id, ancestorIds: [actor.id], roles: [] }
+    if (id !== actor.id) {
+      const why = refusal(ctx.abilities(actor), action, targetSubject(type, best))
+      if (why !== null) throw forbidden(request, why)
+    }
+    const target = await find(ref.tenant, id)
     // an unknown user, or one of another tenant, is not found
-    if (target === null || target === undefined || (target.tenant ?? DEFAULT_TENANT) !== ref.tenant) throw new TotpUserNotFoundError()
+    if (target === null || target === undefined || (target.tenant ?? DEFAULT_TENANT) !== ref.tenant) {
+      throw new TotpUserNotFoundError()
+    }
     // R4/R5 "whatever the roles": never oneself, even where an app's own `defineAbilities` would allow it
-    if (target.id === actor.id && action === 'revoke') throw new TotpForbiddenError(SELF_REVOKE)
-    if (target.id === actor.id && action === 'update') throw new TotpForbiddenError(SELF_ENFORCE)
+    if (target.id === actor.id && action === 'revoke') throw forbidden(request, SELF_REVOKE)
+    if (target.id === actor.id && action === 'update') throw forbidden(request, SELF_ENFORCE)
     const why = refusal(ctx.abilities(actor), action, targetSubject(type, target))
-    if (why !== null) throw new TotpForbiddenError(why)
+    if (why !== null) throw forbidden(request, why)
     return { actor, target, tenant: ref.tenant }
   }
 

@@ -1,6 +1,6 @@
 import { Ajv } from 'ajv'
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { TotpBadRequestError } from '../errors.js'
+import { TotpBadRequestError, TotpCrossSiteError } from '../errors.js'
 
 /** Largest body the plugin's routes read; bigger ones answer 413. */
 export const BODY_LIMIT = 1024
@@ -52,5 +52,28 @@ export function strictInput (scope: FastifyInstance): void {
     if (malformed) return reply.send(new TotpBadRequestError(err.message))
     if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'fastify-totp error')
     return reply.send(err)
+  })
+}
+
+const CHANGES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+/**
+ * The plugin's state-changing routes answer only same-site JSON calls: a cross-site form or a
+ * `no-cors` fetch (no body, `text/plain`, form encodings) cannot start a setup or change
+ * anything with the victim's cookie. `Sec-Fetch-Site: cross-site` is refused outright; POST and
+ * PUT need `content-type: application/json` (an empty body is fine: it reads as `{}`).
+ */
+export function sameSiteJson (scope: FastifyInstance): void {
+  const parseJson = scope.getDefaultJsonParser('error', 'error')
+  scope.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, {})
+    parseJson(request, body as string, done)
+  })
+  scope.addHook('onRequest', async (request) => {
+    if (!CHANGES.has(request.method)) return
+    if (request.headers['sec-fetch-site'] === 'cross-site') throw new TotpCrossSiteError()
+    if (request.method !== 'POST' && request.method !== 'PUT' && request.method !== 'PATCH') return
+    const type = request.headers['content-type']?.split(';')[0].trim().toLowerCase()
+    if (type !== 'application/json') throw new TotpBadRequestError('send content-type: application/json')
   })
 }

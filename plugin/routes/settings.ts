@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { requireUser, type TotpContext } from '../context.js'
-import { TotpForbiddenError } from '../errors.js'
+import { forbidden, requireUser, type TotpContext } from '../context.js'
+import { TotpEnrolFirstError } from '../errors.js'
 import type { TotpOperator } from '../operator.js'
 import { refusal, settingsSubject, type TotpAction } from '../policy/abilities.js'
 import type { TotpUser } from '../types.js'
@@ -11,7 +11,7 @@ export function settingsRoutes (scope: FastifyInstance, ctx: TotpContext, op: To
   const authorize = (request: FastifyRequest, action: TotpAction): { actor: TotpUser; tenant: string } => {
     const { user: actor, ref } = requireUser(request)
     const why = refusal(ctx.abilities(actor), action, settingsSubject(ref.tenant))
-    if (why !== null) throw new TotpForbiddenError(why)
+    if (why !== null) throw forbidden(request, why)
     return { actor, tenant: ref.tenant }
   }
 
@@ -22,6 +22,9 @@ export function settingsRoutes (scope: FastifyInstance, ctx: TotpContext, op: To
 
   scope.put<{ Body: { enforceAll: boolean } }>('/settings', { schema: { body: settingsBody } }, async (request) => {
     const { actor, tenant } = authorize(request, 'update')
+    // enforcing on everyone, oneself included, without a secret would shut the actor out of the
+    // very settings just changed (the next request answers 403 until set up)
+    if (request.body.enforceAll && !requireUser(request).state.enabled) throw new TotpEnrolFirstError()
     await op.setSettings({ enforceAll: request.body.enforceAll }, { tenant, actorId: actor.id, request })
     return { enforceAll: request.body.enforceAll }
   })

@@ -8,7 +8,10 @@ import { STORE_METHODS, type TotpStore } from './store.js'
  */
 export function bounded<T> (op: () => Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TotpUnavailableError({ cause: new Error(`no answer within ${ms} ms`) })), ms)
+    const timer = setTimeout(
+      () => reject(new TotpUnavailableError({ cause: new Error(`no answer within ${ms} ms`) })),
+      ms
+    )
     const fail = (err: unknown): void => {
       clearTimeout(timer)
       reject(err instanceof TotpUnavailableError ? err : new TotpUnavailableError({ cause: err }))

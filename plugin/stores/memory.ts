@@ -1,9 +1,11 @@
-import type {
-  AttemptInput, AttemptResult, CheckState, GateState, StorePolicy, TenantSettings, UserRef
+import {
+  DEFAULT_SETUP_POLICY, type AttemptInput, type AttemptResult, type CheckState, type GateState, type SetupOffer,
+  type SetupResult, type StorePolicy, type TenantSettings, type UserRef
 } from '../types.js'
 import type { TotpStore } from './store.js'
 
-interface Row { s?: string; l?: number; f?: number; k?: number; e?: boolean; g: number }
+interface Row { s?: string; l?: number; f?: number; k?: number; e?: boolean; g: number; sw?: number; sc?: number }
+interface Pending { sealed: string; qr: string; expiresAt: number }
 
 /**
  * Single-process store for development and the example's default. Same rules
@@ -12,7 +14,7 @@ interface Row { s?: string; l?: number; f?: number; k?: number; e?: boolean; g: 
  */
 export class MemoryTotpStore implements TotpStore {
   private readonly rows = new Map<string, Row>()
-  private readonly pendings = new Map<string, { sealed: string; expiresAt: number }>()
+  private readonly pendings = new Map<string, Pending>()
   private readonly ips = new Map<string, { count: number; expiresAt: number }>()
   private readonly tenants = new Map<string, TenantSettings>()
 
@@ -26,14 +28,18 @@ export class MemoryTotpStore implements TotpStore {
     return row
   }
 
-  private pending (ref: UserRef): string | null {
+  private pendingOf (ref: UserRef): Pending | null {
     const p = this.pendings.get(this.id(ref))
     if (p === undefined) return null
     if (p.expiresAt <= Date.now()) {
       this.pendings.delete(this.id(ref))
       return null
     }
-    return p.sealed
+    return p
+  }
+
+  private pending (ref: UserRef): string | null {
+    return this.pendingOf(ref)?.sealed ?? null
   }
 
   async gate (ref: UserRef): Promise<GateState> {
@@ -49,13 +55,30 @@ export class MemoryTotpStore implements TotpStore {
 
   async check (ref: UserRef): Promise<CheckState> {
     const row = this.rows.get(this.id(ref))
-    return { gate: await this.gate(ref), secret: { sealed: row?.s ?? null, pending: this.pending(ref), lastStep: row?.l ?? -1 } }
+    return {
+      gate: await this.gate(ref),
+      secret: { sealed: row?.s ?? null, pending: this.pending(ref), lastStep: row?.l ?? -1 }
+    }
   }
 
-  async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
-    if (this.rows.get(this.id(ref))?.s !== undefined) return 'already-enabled'
-    this.pendings.set(this.id(ref), { sealed: sealedPending, expiresAt: Date.now() + ttlMs })
-    return 'ok'
+  // setup.lua's rules, in its order
+  async startSetup (ref: UserRef, offer: SetupOffer | null): Promise<SetupResult> {
+    if (this.rows.get(this.id(ref))?.s !== undefined) return { status: 'already-enabled' }
+    const p = this.pendingOf(ref)
+    if (p !== null) return { status: 'pending', ...p }
+    const now = Date.now()
+    const { maxStarts, windowMs } = this.policy.setup ?? DEFAULT_SETUP_POLICY
+    const row = this.row(ref)
+    if (now - (row.sw ?? 0) >= windowMs) {
+      row.sw = now
+      row.sc = 0
+    }
+    if ((row.sc ?? 0) >= maxStarts) return { status: 'throttled', retryAfterMs: row.sw! + windowMs - now }
+    if (offer === null) return { status: 'none' }
+    row.sc = (row.sc ?? 0) + 1
+    const expiresAt = now + offer.ttlMs
+    this.pendings.set(this.id(ref), { sealed: offer.sealed, qr: offer.qr, expiresAt })
+    return { status: 'started', expiresAt }
   }
 
   // attempt.lua's rules, in its order
@@ -64,7 +87,9 @@ export class MemoryTotpStore implements TotpStore {
     const row = this.row(ref)
     if ((row.k ?? 0) > now) return { ok: false, reason: 'locked', retryAfterMs: row.k! - now }
     const ip = this.policy.ip !== null && a.ip !== null ? this.ipEntry(a.ip, now) : undefined
-    if (ip !== undefined && ip.count >= this.policy.ip!.maxFailures) return { ok: false, reason: 'ip-locked', retryAfterMs: ip.expiresAt - now }
+    if (ip !== undefined && ip.count >= this.policy.ip!.maxFailures) {
+      return { ok: false, reason: 'ip-locked', retryAfterMs: ip.expiresAt - now }
+    }
     if (row.g !== a.gen) return { ok: false, reason: 'changed' }
     if (a.kind === 'confirm') {
       if (row.s !== undefined) return { ok: false, reason: 'already-enabled' }

@@ -1,16 +1,20 @@
 import { readFileSync } from 'node:fs'
 import type { Cluster, Redis, Result } from 'ioredis'
-import type {
-  AttemptInput, AttemptResult, CheckState, GateState, StorePolicy, TenantSettings, UserRef
+import {
+  DEFAULT_SETUP_POLICY, type AttemptInput, type AttemptResult, type CheckState, type GateState, type SetupOffer,
+  type SetupResult, type StorePolicy, type TenantSettings, type UserRef
 } from '../types.js'
 import { KeyLayout } from './keys.js'
+import { prepareRedis, type PrepareOptions } from './layout.js'
 import type { TotpStore } from './store.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     totpGate(user: string, settings: string): Result<unknown, Context>
     totpCheck(user: string, settings: string, pending: string): Result<unknown, Context>
-    totpSetup(user: string, pending: string, sealed: string, ttlMs: number): Result<unknown, Context>
+    totpSetup(
+      user: string, pending: string, sealed: string, qr: string, ttlMs: number, maxStarts: number, windowMs: number
+    ): Result<unknown, Context>
     /** KEYS: user, pending[, ip]: the number of keys comes first. */
     totpAttempt(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown, Context>
     totpIp(ip: string, op: 'check' | 'charge', windowMs: number, max: number): Result<unknown, Context>
@@ -89,7 +93,13 @@ export function decodeAttemptReply (reply: unknown): AttemptResult {
     case 'ip-locked': return { ok: false, reason: r[0], retryAfterMs: int(s, reply, list(s, reply, 2)[1]) }
     case 'failed': {
       list(s, reply, 4)
-      return { ok: false, reason: 'failed', failures: int(s, reply, r[1]), lockedForMs: int(s, reply, r[2]), ipLockedForMs: int(s, reply, r[3]) }
+      return {
+        ok: false,
+        reason: 'failed',
+        failures: int(s, reply, r[1]),
+        lockedForMs: int(s, reply, r[2]),
+        ipLockedForMs: int(s, reply, r[3])
+      }
     }
     case 'changed':
     case 'not-enabled':
@@ -101,9 +111,21 @@ export function decodeAttemptReply (reply: unknown): AttemptResult {
   }
 }
 
-function decodeSetupReply (reply: unknown): 'ok' | 'already-enabled' {
-  if (reply === 'ok' || reply === 'already-enabled') return reply
-  throw new StoreReplyError('setup.lua', reply)
+export function decodeSetupReply (reply: unknown): SetupResult {
+  const s = 'setup.lua'
+  const r = Array.isArray(reply) ? reply : []
+  switch (r[0]) {
+    case 'already-enabled':
+    case 'none':
+      list(s, reply, 1)
+      return { status: r[0] }
+    case 'started': return { status: 'started', expiresAt: int(s, reply, list(s, reply, 2)[1]) }
+    case 'throttled': return { status: 'throttled', retryAfterMs: int(s, reply, list(s, reply, 2)[1]) }
+    case 'pending':
+      list(s, reply, 4)
+      return { status: 'pending', sealed: str(s, reply, r[1]), qr: str(s, reply, r[2]), expiresAt: int(s, reply, r[3]) }
+    default: throw new StoreReplyError(s, reply)
+  }
 }
 
 export interface RedisTotpStoreOptions extends StorePolicy {
@@ -125,15 +147,21 @@ export class RedisTotpStore implements TotpStore {
 
   constructor (opts: RedisTotpStoreOptions) {
     this.client = opts.client
-    this.policy = { lock: opts.lock, ip: opts.ip }
+    this.policy = { lock: opts.lock, ip: opts.ip, setup: opts.setup }
     this.keys = new KeyLayout(opts.keyPrefix ?? 'totp:', opts.settingsShards ?? 64)
     this.standalone = !this.client.isCluster
     for (const [name, s] of Object.entries(SCRIPTS)) {
       // defined once per client, whichever store instance comes first
       if (typeof (this.client as unknown as Record<string, unknown>)[name] !== 'function') {
-        this.client.defineCommand(name, s.keys === null ? { lua: SOURCES[name] } : { numberOfKeys: s.keys, lua: SOURCES[name] })
+        const definition = s.keys === null ? { lua: SOURCES[name] } : { numberOfKeys: s.keys, lua: SOURCES[name] }
+        this.client.defineCommand(name, definition)
       }
     }
+  }
+
+  /** The checks at start: the recorded key layout and the eviction policy (see `prepareRedis`). */
+  async prepare (opts: PrepareOptions): Promise<void> {
+    await prepareRedis(this.client, { keyPrefix: this.keys.prefix, settingsShards: this.keys.shards }, opts)
   }
 
   async gate (ref: UserRef): Promise<GateState> {
@@ -143,12 +171,20 @@ export class RedisTotpStore implements TotpStore {
 
   async check (ref: UserRef): Promise<CheckState> {
     const tag = this.keys.userTag(ref)
-    return decodeCheckReply(await this.client.totpCheck(this.keys.user(ref, tag), this.keys.settingsFor(ref, tag), this.keys.pending(ref, tag)))
+    const reply = await this.client.totpCheck(
+      this.keys.user(ref, tag),
+      this.keys.settingsFor(ref, tag),
+      this.keys.pending(ref, tag)
+    )
+    return decodeCheckReply(reply)
   }
 
-  async startSetup (ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'> {
+  async startSetup (ref: UserRef, offer: SetupOffer | null): Promise<SetupResult> {
     const tag = this.keys.userTag(ref)
-    return decodeSetupReply(await this.client.totpSetup(this.keys.user(ref, tag), this.keys.pending(ref, tag), sealedPending, ttlMs))
+    const { maxStarts, windowMs } = this.policy.setup ?? DEFAULT_SETUP_POLICY
+    const reply = await this.client.totpSetup(this.keys.user(ref, tag), this.keys.pending(ref, tag),
+      offer?.sealed ?? '', offer?.qr ?? '', offer?.ttlMs ?? 1, maxStarts, windowMs)
+    return decodeSetupReply(reply)
   }
 
   async attempt (ref: UserRef, a: AttemptInput): Promise<AttemptResult> {

@@ -1,5 +1,5 @@
 import type {
-  AttemptInput, AttemptResult, CheckState, GateState, StorePolicy, TenantSettings, UserRef
+  AttemptInput, AttemptResult, CheckState, GateState, SetupOffer, SetupResult, StorePolicy, TenantSettings, UserRef
 } from '../types.js'
 
 export type { StorePolicy }
@@ -14,8 +14,11 @@ export interface TotpStore {
   gate(ref: UserRef): Promise<GateState>
   /** The gate's read on the routes that check a code: also the sealed secrets and last step. */
   check(ref: UserRef): Promise<CheckState>
-  /** Starts (or restarts) a pending setup; refuses while a secret is active. */
-  startSetup(ref: UserRef, sealedPending: string, ttlMs: number): Promise<'ok' | 'already-enabled'>
+  /**
+   * Answers the pending setup if there is one; else starts `offer` (null: only looks), unless
+   * the user started `setup.maxStarts` setups within the window. Refuses while a secret is active.
+   */
+  startSetup(ref: UserRef, offer: SetupOffer | null): Promise<SetupResult>
   /**
    * Decides a checked code, atomically: refuses while the user is locked or the IP is over its
    * budget (nothing charged), then while the generation is no longer `gen` ('changed'); then a
@@ -28,6 +31,8 @@ export interface TotpStore {
   setEnforced(ref: UserRef, enforced: boolean): Promise<void>
   getSettings(tenant: string): Promise<TenantSettings>
   setSettings(tenant: string, settings: TenantSettings): Promise<void>
+  /** Checks at registration (key layout, eviction policy); throwing refuses to start. */
+  prepare?(opts: { allowNewKeyPrefix: boolean; warn: (message: string) => void }): Promise<void>
 }
 
 /** The methods `failClosed` bounds: every method of the contract. */

@@ -123,7 +123,11 @@ export function timeStepAt (params: TotpParams, epochSeconds: number = Date.now(
 }
 
 /** The code of the time step at `epochSeconds`. @default params DEFAULT_TOTP_PARAMS, epochSeconds now */
-export function generateCode (secret: Uint8Array, params: TotpParams = DEFAULT_TOTP_PARAMS, epochSeconds: number = Date.now() / 1000): string {
+export function generateCode (
+  secret: Uint8Array,
+  params: TotpParams = DEFAULT_TOTP_PARAMS,
+  epochSeconds: number = Date.now() / 1000
+): string {
   return generateSync({
     secret,
     crypto,
@@ -171,10 +175,15 @@ export function verifyCode (
 }
 
 function checkVerifyInput (secret: Uint8Array, { algorithm, period, window }: TotpParams, epoch: number): void {
-  const ok = epoch >= 0 && epoch < Infinity && secret instanceof Uint8Array && secret.length >= MIN_SECRET_BYTES && secret.length <= MAX_SECRET_BYTES &&
+  const ok = epoch >= 0 && epoch < Infinity &&
+    secret instanceof Uint8Array && secret.length >= MIN_SECRET_BYTES && secret.length <= MAX_SECRET_BYTES &&
     ALGORITHMS.has(algorithm) && Number.isSafeInteger(period) && period >= 1 && period <= MAX_PERIOD &&
     Number.isSafeInteger(window) && window >= 0 && window <= MAX_WINDOW
-  if (!ok) throw new TypeError(`verifyCode: the secret must be ${MIN_SECRET_BYTES} to ${MAX_SECRET_BYTES} bytes, the algorithm sha1, sha256 or sha512, the period 1 to ${MAX_PERIOD} s and the window 0 to ${MAX_WINDOW} steps, and the time finite and >= 0`)
+  if (!ok) {
+    throw new TypeError(`verifyCode: the secret must be ${MIN_SECRET_BYTES} to ${MAX_SECRET_BYTES} bytes, ` +
+      `the algorithm sha1, sha256 or sha512, the period 1 to ${MAX_PERIOD} s ` +
+      `and the window 0 to ${MAX_WINDOW} steps, and the time finite and >= 0`)
+  }
 }
 
 // RFC 4226 §5.3: HMAC of the 8-byte big-endian counter, dynamic truncation, modulo 10^digits.

@@ -30,7 +30,11 @@ export class Browser {
  * Three instances as a deployment runs them: same keyPrefix, same encryption key and
  * session secret, each with its own Redis connection.
  */
-export async function threeInstances (t: Test, connect: () => Redis | Cluster | Promise<Redis | Cluster>, extra: BuildOptions = {}): Promise<FastifyInstance[]> {
+export async function threeInstances (
+  t: Test,
+  connect: () => Redis | Cluster | Promise<Redis | Cluster>,
+  extra: BuildOptions = {}
+): Promise<FastifyInstance[]> {
   const keyPrefix = newPrefix()
   const apps: FastifyInstance[] = []
   for (let i = 0; i < 3; i++) {
@@ -42,7 +46,11 @@ export async function threeInstances (t: Test, connect: () => Redis | Cluster | 
 }
 
 /** Enrols `username` through `apps[0]` with the previous step's code (the current one stays free). */
-export async function enrolOn (t: Test, app: FastifyInstance, username: string): Promise<{ browser: Browser, secret: string }> {
+export async function enrolOn (
+  t: Test,
+  app: FastifyInstance,
+  username: string
+): Promise<{ browser: Browser, secret: string }> {
   const browser = new Browser()
   t.equal((await browser.login(app, username)).statusCode, 200)
   const setup = await browser.post(app, '/totp/setup')
@@ -53,7 +61,11 @@ export async function enrolOn (t: Test, app: FastifyInstance, username: string):
 }
 
 /** The issue's many-instance scenarios, against whatever Redis `connect` reaches. */
-export function instanceScenarios (t: Test, label: string, connect: () => Redis | Cluster | Promise<Redis | Cluster>): void {
+export function instanceScenarios (
+  t: Test,
+  label: string,
+  connect: () => Redis | Cluster | Promise<Redis | Cluster>
+): void {
   t.test(`${label}: R1/R3/S3 one browser session across three instances: enrol on one, verify on another, replay on the third refused`, async (t) => {
     await awayFromStepEdge(6000)
     const [a, b, c] = await threeInstances(t, connect)

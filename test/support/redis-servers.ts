@@ -262,7 +262,8 @@ async function waitClusterOk (ports: number[], expectedNodes: number, timeoutMs 
   const deadline = Date.now() + timeoutMs
   let last = ''
   for (;;) {
-    const infos = await Promise.all(ports.map((port) => clusterInfo(port).catch((err: Error) => ({ error: err.message }) as Record<string, string>)))
+    const infos = await Promise.all(ports.map((port) =>
+      clusterInfo(port).catch((err: Error) => ({ error: err.message }) as Record<string, string>)))
     const pending = infos
       .map((info, i) => ({ port: ports[i], info }))
       .filter(({ info }) => info.cluster_state !== 'ok' || info.cluster_slots_assigned !== '16384' || Number(info.cluster_known_nodes) !== expectedNodes)
@@ -278,7 +279,9 @@ async function waitClusterOk (ports: number[], expectedNodes: number, timeoutMs 
  * `redis-cli --cluster create` and resolves once every node reports `cluster_state:ok`
  * with all 16384 slots assigned.
  */
-export async function startRedisCluster (opts: { masters?: number, replicasPerMaster?: number, basePort?: number, args?: ServerArgs } = {}): Promise<RedisClusterHandle> {
+export async function startRedisCluster (
+  opts: { masters?: number, replicasPerMaster?: number, basePort?: number, args?: ServerArgs } = {}
+): Promise<RedisClusterHandle> {
   const masters = opts.masters ?? 3
   const replicas = opts.replicasPerMaster ?? 0
   if (!Number.isInteger(masters) || masters < 3) throw new Error('a Redis Cluster needs at least 3 masters')
@@ -347,7 +350,8 @@ export async function startRedisCluster (opts: { masters?: number, replicasPerMa
     },
     freezeNode: async (port) => node(port).signal('SIGSTOP'),
     thawNode: async (port) => node(port).signal('SIGCONT'),
-    waitSlotsServed: (timeoutMs = CLUSTER_TIMEOUT_MS) => waitSlotsServed(ports.filter((p) => node(p).running), timeoutMs),
+    waitSlotsServed: (timeoutMs = CLUSTER_TIMEOUT_MS) =>
+      waitSlotsServed(ports.filter((p) => node(p).running), timeoutMs),
     waitPromoted: async (port, timeoutMs = CLUSTER_TIMEOUT_MS) => {
       const running = ports.filter((p) => node(p).running)
       const deadline = Date.now() + timeoutMs
@@ -377,7 +381,8 @@ async function waitReplicasSynced (ports: number[], expected: number, timeoutMs 
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const infos = await Promise.all(ports.map(replicationInfo))
-    if (infos.filter((info) => /role:slave\r?\n/.test(info) && /master_link_status:up/.test(info)).length === expected) return
+    const inSync = infos.filter((info) => /role:slave\r?\n/.test(info) && /master_link_status:up/.test(info))
+    if (inSync.length === expected) return
     if (Date.now() > deadline) throw new Error(`Redis Cluster replicas not in sync within ${timeoutMs} ms`)
     await sleep(100)
   }
@@ -398,7 +403,10 @@ async function waitSlotsServed (ports: number[], timeoutMs: number): Promise<voi
  * still connects may fail with "Connection is closed" when it drops the connections to
  * nodes it learns hold no slot, and disconnecting it during its ready check throws.)
  */
-export async function clusterClient (nodes: Array<{ host: string, port: number }>, options: ClusterOptions = {}): Promise<Cluster> {
+export async function clusterClient (
+  nodes: Array<{ host: string, port: number }>,
+  options: ClusterOptions = {}
+): Promise<Cluster> {
   const client = new Cluster(nodes, { ...options, redisOptions: { maxRetriesPerRequest: 1, ...options.redisOptions } })
   client.on('error', () => {})
   if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))

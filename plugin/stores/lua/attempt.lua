@@ -24,7 +24,7 @@ if tonumber(u[2] or '0') ~= tonumber(ARGV[2]) then return { 'changed' } end
 local confirm = ARGV[1] == 'confirm'
 if confirm then
   if u[3] then return { 'already-enabled' } end
-  if redis.call('GET', KEYS[2]) ~= ARGV[4] then return { 'no-pending' } end
+  if redis.call('HGET', KEYS[2], 's') ~= ARGV[4] then return { 'no-pending' } end
 elseif not u[3] then
   return { 'not-enabled' }
 end
