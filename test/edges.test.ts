@@ -243,24 +243,23 @@ t.test('S6 every gate refusal is no-store; refusals (4xx) carry no stack trace, 
 })
 
 t.test('S9 the key layout is recorded at the first start; another settingsShards or a new keyPrefix refuses to start', async (t) => {
+  // a private Redis: whether a keyPrefix is new depends on every other record in that Redis
+  const server = await startRedis()
+  const client = new Redis(server.url)
+  t.teardown(async () => { client.disconnect(); await server.stop() })
   const prefix = newPrefix()
   const other = newPrefix()
-  t.teardown(async () => {
-    await deleteKeys(redis, `${prefix}*`)
-    await deleteKeys(redis, `${other}*`)
-    await redis.hdel(LAYOUT_REGISTRY, prefix, other)
-  })
   const start = async (plugin: Record<string, unknown>) => {
     const app = await bare()
-    await app.register(totp, { redis, encryptionKey: KEY, getUser, ...plugin })
+    await app.register(totp, { redis: client, encryptionKey: KEY, getUser, ...plugin })
     return app
   }
   await (await start({ keyPrefix: prefix, settingsShards: 8 })).close()
-  t.equal(await redis.hget(`${prefix}layout`, 'shards'), '8', 'recorded')
+  t.equal(await client.hget(`${prefix}layout`, 'shards'), '8', 'recorded')
   await t.rejects(start({ keyPrefix: prefix, settingsShards: 16 }), { code: 'FST_TOTP_OPTIONS', message: /settingsShards is 16.*8 shards.*fastify-totp-migrate/s })
   await t.rejects(start({ keyPrefix: other, settingsShards: 8 }), { code: 'FST_TOTP_OPTIONS', message: /new to this Redis/ })
   await (await start({ keyPrefix: other, settingsShards: 8, allowNewKeyPrefix: true })).close()
-  t.equal(await redis.hget(LAYOUT_REGISTRY, other), '8', 'a second deployment, allowed, is recorded too')
+  t.equal(await client.hget(LAYOUT_REGISTRY, other), '8', 'a second deployment, allowed, is recorded too')
 })
 
 t.test('S9 fastify-totp-migrate moves the keys to a new layout: the enrolled user still needs a code, and it verifies', async (t) => {
