@@ -1,5 +1,6 @@
 // The one table, the JSON and the SVG chart of the ratios.
 import { percentile, type LoadResult, type ScenarioName } from './scenarios.js'
+import type { MemoryResult } from './checks.js'
 import type { CoreResult } from './core.js'
 
 export interface ScenarioReport {
@@ -62,16 +63,7 @@ export interface BenchReport {
   seeding: { ms: number, users: number, sessions: number, commands: number, enrolledUsers: number }
   scenarios: ScenarioReport[]
   core: CoreResult & { target: number, met: boolean }
-  memory: {
-    sampledUsers: number
-    bytesPerUser: number
-    min: number
-    max: number
-    keysPerUser: number
-    target: number
-    met: boolean
-    sessionBytes: number
-  }
+  memory: MemoryResult
   flood: {
     verifiedSessions: number
     consumedSteps: number
