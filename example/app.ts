@@ -7,7 +7,8 @@ import fastifySession from '@fastify/session'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import totp, {
-  DEFAULT_TENANT, TotpUnauthenticatedError, TotpUnavailableError, type TotpRequestState, type TotpUser
+  DEFAULT_TENANT, TotpUnauthenticatedError, TotpUnavailableError, type LockoutOptions, type TotpRequestState,
+  type TotpUser
 } from '../plugin/index.js'
 import { RedisSessionStore } from '../plugin/session-store.js'
 import { csrfProtection } from './csrf.js'
@@ -34,7 +35,12 @@ export interface BuildOptions {
   keyPrefix?: string
   /** Start under a keyPrefix new to a Redis that holds another deployment's (the plugin's option). @default false */
   allowNewKeyPrefix?: boolean
+  /** The plugin's brute-force lock (tests lower `maxFailures`). @default the plugin's */
+  lockout?: LockoutOptions
 }
+
+/** Recovery codes in a set: shown once after setup, and again for each new set (User settings). */
+export const RECOVERY_CODES = 10
 
 /** What `POST /login` says comes next: nothing, the code, or enrolment first. */
 export type NextStep = 'none' | 'verify' | 'setup'
@@ -82,6 +88,8 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     keyPrefix,
     allowNewKeyPrefix: options.allowNewKeyPrefix,
     issuer: 'fastify-totp demo',
+    lockout: options.lockout,
+    recoveryCodes: { count: RECOVERY_CODES },
     getUser: (request) => {
       const auth = request.session.auth
       return auth === undefined ? null : directory.find(auth.tenant, auth.id)

@@ -4,7 +4,9 @@ import { TotpBadUserError, TotpForbiddenError, TotpUnauthenticatedError } from '
 import type { ResolvedOptions } from './options.js'
 import type { AbilityBuilder } from './policy/abilities.js'
 import type { TotpStore } from './stores/store.js'
-import { DEFAULT_TENANT, type GateState, type TotpEvent, type TotpRequestState, type UserRef } from './types.js'
+import {
+  DEFAULT_TENANT, LOCKED_UNTIL_UNLOCK, type GateState, type TotpEvent, type TotpRequestState, type UserRef
+} from './types.js'
 
 /** Everything the gate, the routes and the operator API share. */
 export interface TotpContext {
@@ -35,9 +37,12 @@ const checkId = (name: string, v: unknown): string => {
 export const userRef = (user: { id: string; tenant?: string }): UserRef =>
   ({ tenant: checkId('tenant', user.tenant ?? DEFAULT_TENANT), userId: checkId('id', user.id) })
 
-/** ISO time until which the user is locked out, or null. */
-export const lockedUntilIso = (state: GateState): string | null =>
-  state.lockedUntil > Date.now() ? new Date(state.lockedUntil).toISOString() : null
+/** Whether the user is locked now, and the ISO time it ends (null: not locked, or until unlocked). */
+export function lockOf (state: GateState): { locked: boolean; lockedUntil: string | null } {
+  const locked = state.lockedUntil > Date.now()
+  const ends = locked && state.lockedUntil < LOCKED_UNTIL_UNLOCK
+  return { locked, lockedUntil: ends ? new Date(state.lockedUntil).toISOString() : null }
+}
 
 /**
  * The 403 for a refusal: the rule id a reason starts with ("R4: …") goes to the log, the

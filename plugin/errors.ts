@@ -13,7 +13,7 @@ export const TotpSetupRequiredError = refusal(
   'FST_TOTP_SETUP_REQUIRED', 'TOTP must be set up before anything else', 403
 )
 export const TotpInvalidCodeError = refusal('FST_TOTP_INVALID_CODE', 'The code is wrong or was already used', 401)
-export const TotpLockedError = refusal('FST_TOTP_LOCKED', 'Too many wrong codes; retry in %s seconds', 429)
+export const TotpLockedError = refusal('FST_TOTP_LOCKED', 'Too many wrong codes; %s', 429)
 export const TotpAlreadyEnabledError = refusal(
   'FST_TOTP_ALREADY_ENABLED', 'TOTP is already set up for this user; only the parent user can revoke it', 409
 )

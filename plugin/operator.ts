@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { lockedUntilIso, type TotpContext } from './context.js'
+import { lockOf, type TotpContext } from './context.js'
 import type { TotpAbility } from './policy/abilities.js'
 import { DEFAULT_TENANT, type TenantSettings, type TotpUser } from './types.js'
 
@@ -10,8 +10,12 @@ export interface TotpUserStatus {
   enforced: boolean
   /** No active secret while enforced for the user or the whole tenant: the next sign-in must set TOTP up. */
   setupRequired: boolean
-  /** ISO time until which the user is locked out, or null. */
+  /** Locked out of code checks now (R10: possibly until unlocked). */
+  locked: boolean
+  /** ISO time the lock ends; null when not locked or locked until unlocked. */
   lockedUntil: string | null
+  /** Unused recovery codes (R9); 0 when recovery codes are off or none were made. */
+  recoveryCodesLeft: number
 }
 
 /** Where an operation applies and who asked, for the audit log. */
@@ -32,10 +36,13 @@ export interface OperatorScope {
 export interface TotpOperator {
   status: (userId: string, scope?: OperatorScope) => Promise<TotpUserStatus>
   /**
-   * R4 effects at once: secret, pending setup, replay and lock state; verified sessions end.
+   * R4 effects at once: secret, pending setup, recovery codes, replay and lock state; verified
+   * sessions end.
    * Returns whether a secret or setup existed.
    */
   revoke: (userId: string, scope?: OperatorScope) => Promise<boolean>
+  /** R10: ends the user's lock and failure count; returns whether there was either. */
+  unlock: (userId: string, scope?: OperatorScope) => Promise<boolean>
   setEnforced: (userId: string, enforced: boolean, scope?: OperatorScope) => Promise<void>
   getSettings: (scope?: OperatorScope) => Promise<TenantSettings>
   setSettings: (settings: TenantSettings, scope?: OperatorScope) => Promise<void>
@@ -47,14 +54,21 @@ export function createOperator (ctx: TotpContext): TotpOperator {
   const { store } = ctx
   return {
     async status (userId, { tenant = DEFAULT_TENANT } = {}) {
-      const s = await store.gate({ tenant, userId })
+      const ref = { tenant, userId }
+      const [s, recoveryCodesLeft] = await Promise.all([store.gate(ref), store.recoveryCodesLeft(ref)])
       return {
         userId,
         enabled: s.enabled,
         enforced: s.enforced,
         setupRequired: !s.enabled && (s.enforced || s.enforceAll),
-        lockedUntil: lockedUntilIso(s)
+        ...lockOf(s),
+        recoveryCodesLeft: s.enabled ? recoveryCodesLeft : 0
       }
+    },
+    async unlock (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
+      const had = await store.unlock({ tenant, userId })
+      ctx.emit(request ?? null, { type: 'unlocked', tenant, userId, actorId, ...(had ? {} : { reason: 'not locked' }) })
+      return had
     },
     async revoke (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
       const had = await store.revoke({ tenant, userId })

@@ -14,6 +14,16 @@ export interface LockoutOptions {
   lockSeconds?: number
   /** Longest lock. @default 900 (15 min) */
   maxLockSeconds?: number
+  /**
+   * Failures in a row (no success between) after which the user stays locked until unlocked by
+   * whoever may revoke their secret, or by an operator (NIST SP 800-63B: at most 100). @default 20
+   */
+  maxFailures?: number
+}
+
+export interface RecoveryCodeOptions {
+  /** Codes in a set. @default 10 */
+  count?: number
 }
 
 export interface IpLimitOptions {
@@ -70,6 +80,11 @@ export interface FastifyTotpOptions {
   setupLimit?: SetupLimitOptions
   /** Per-user brute-force lock. */
   lockout?: LockoutOptions
+  /**
+   * One-time recovery codes for a lost authenticator: a set is shown when a setup is confirmed
+   * and on `POST /totp/recovery-codes`; `POST /totp/recover` signs in with one. @default off
+   */
+  recoveryCodes?: RecoveryCodeOptions | boolean
   /** Per-IP failure budget across users; `false` turns it off. */
   ipLimit?: IpLimitOptions | false
   /** Milliseconds a store call may take before the request fails closed with 503. @default 2000 */
@@ -97,7 +112,12 @@ export const DEFAULT_PREFIX = '/totp'
 export const DEFAULT_KEY_PREFIX = 'totp:'
 export const DEFAULT_SETUP_TTL = 600
 export const DEFAULT_SETUP_LIMIT: Required<SetupLimitOptions> = { maxStarts: 10, windowSeconds: 3600 }
-export const DEFAULT_LOCKOUT: Required<LockoutOptions> = { freeFailures: 5, lockSeconds: 30, maxLockSeconds: 900 }
+export const DEFAULT_LOCKOUT: Required<LockoutOptions> = {
+  freeFailures: 5, lockSeconds: 30, maxLockSeconds: 900, maxFailures: 20
+}
+export const DEFAULT_RECOVERY_CODES: Required<RecoveryCodeOptions> = { count: 10 }
+/** NIST SP 800-63B (rev. 3 5.2.2, rev. 4 3.2.2): at most 100 failed attempts in a row per account. */
+export const MAX_FAILURES_LIMIT = 100
 export const DEFAULT_IP_LIMIT: Required<IpLimitOptions> = { maxFailures: 50, windowSeconds: 900, ipv6PrefixLength: 64 }
 export const DEFAULT_TIMEOUT = 2000
 export const DEFAULT_SETTINGS_SHARDS = 64
@@ -114,6 +134,8 @@ export interface ResolvedOptions {
   setupTtlMs: number
   setup: SetupPolicy
   lock: LockPolicy
+  /** Codes in a recovery set; null: recovery codes are off. */
+  recoveryCodes: number | null
   ip: IpPolicy | null
   /** IPv6 addresses are counted by networks of this prefix length. */
   ipv6PrefixLength: number
@@ -128,12 +150,13 @@ export interface ResolvedOptions {
 const KNOWN: Record<string, ReadonlyArray<string>> = {
   '': [
     'getUser', 'findUser', 'redis', 'store', 'encryptionKey', 'issuer', 'prefix', 'keyPrefix', 'algorithm', 'digits',
-    'period', 'window', 'setupTtl', 'setupLimit', 'lockout', 'ipLimit', 'timeout', 'settingsShards',
+    'period', 'window', 'setupTtl', 'setupLimit', 'lockout', 'recoveryCodes', 'ipLimit', 'timeout', 'settingsShards',
     'allowNewKeyPrefix', 'defineAbilities', 'onEvent'
   ],
   lockout: Object.keys(DEFAULT_LOCKOUT),
   ipLimit: Object.keys(DEFAULT_IP_LIMIT),
-  setupLimit: Object.keys(DEFAULT_SETUP_LIMIT)
+  setupLimit: Object.keys(DEFAULT_SETUP_LIMIT),
+  recoveryCodes: Object.keys(DEFAULT_RECOVERY_CODES)
 }
 
 const fail = (message: string): never => { throw new TotpOptionsError(message) }
@@ -190,7 +213,17 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   const lock: LockPolicy = {
     freeFailures: positiveInt('lockout.freeFailures', lockout.freeFailures, 1000),
     lockMs: Math.round(1000 * lockSeconds),
-    maxLockMs: Math.round(1000 * maxLockSeconds)
+    maxLockMs: Math.round(1000 * maxLockSeconds),
+    maxFailures: int('lockout.maxFailures', lockout.maxFailures, 1, MAX_FAILURES_LIMIT)
+  }
+  let recoveryCodes: number | null = null
+  const rc = opts.recoveryCodes
+  if (rc !== undefined && typeof rc !== 'boolean' && (rc === null || typeof rc !== 'object' || Array.isArray(rc))) {
+    fail('recoveryCodes must be true, false or { count }')
+  }
+  if (rc !== undefined && rc !== false) {
+    const count = (rc === true ? DEFAULT_RECOVERY_CODES : { ...DEFAULT_RECOVERY_CODES, ...rc }).count
+    recoveryCodes = int('recoveryCodes.count', count, 1, 50)
   }
   let ip: IpPolicy | null = null
   const ipLimit = { ...DEFAULT_IP_LIMIT, ...(opts.ipLimit === false ? {} : opts.ipLimit) }
@@ -230,6 +263,7 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
     setupTtlMs: 1000 * positiveInt('setupTtl', opts.setupTtl ?? DEFAULT_SETUP_TTL, 86400),
     setup,
     lock,
+    recoveryCodes,
     ip,
     ipv6PrefixLength,
     timeout: positiveInt('timeout', opts.timeout ?? DEFAULT_TIMEOUT, 60000),

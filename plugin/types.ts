@@ -25,6 +25,7 @@ export type TotpEventType =
   | 'setup.started' | 'setup.confirmed' | 'setup.failed'
   | 'verify.succeeded' | 'verify.failed' | 'attempt.refused' | 'locked' | 'ip.locked'
   | 'secret.revoked' | 'enforcement.changed' | 'settings.changed'
+  | 'recovery.generated' | 'recovery.used' | 'recovery.failed' | 'unlocked'
 
 /** An audit event, logged with the request's logger and passed to `onEvent`. */
 export interface TotpEvent {
@@ -37,8 +38,12 @@ export interface TotpEvent {
   ip?: string
   /** Failures in a row, for failures and locks. */
   failures?: number
-  /** Lock length, for locks. */
+  /** Lock length, for locks; absent for a lock that lasts until unlocked. */
   lockedForMs?: number
+  /** A lock that lasts until unlocked (R10: the failure count reached `lockout.maxFailures`). */
+  untilUnlock?: boolean
+  /** Recovery codes the user has left, for recovery events. */
+  recoveryCodesLeft?: number
   reason?: string
   enforced?: boolean
   enforceAll?: boolean
@@ -54,9 +59,15 @@ export interface GateState {
   enforceAll: boolean
   /** Bumped by every activation and revocation: a verified session remembers it. */
   gen: number
-  /** Epoch ms until which the user is locked out; 0 when not locked. */
+  /** Epoch ms until which the user is locked out; 0 when not locked; `LOCKED_UNTIL_UNLOCK` until unlocked. */
   lockedUntil: number
 }
+
+/**
+ * `GateState.lockedUntil` of a user locked until unlocked (R10), the largest time a Date holds.
+ * The scripts write and compare the same number.
+ */
+export const LOCKED_UNTIL_UNLOCK = 8_640_000_000_000_000
 
 /** The sealed secrets and replay state a code check needs. */
 export interface SecretState {
@@ -71,8 +82,11 @@ export interface CheckState { gate: GateState; secret: SecretState }
 
 /** The deciding step of a code check, one atomic store call. */
 export interface AttemptInput {
-  /** `verify` consumes a step of the active secret; `confirm` activates the pending one. */
-  kind: 'verify' | 'confirm'
+  /**
+   * `verify` consumes a step of the active secret; `confirm` activates the pending one;
+   * `recover` uses one recovery code of an active secret.
+   */
+  kind: 'verify' | 'confirm' | 'recover'
   /** The generation the code was checked under (`GateState.gen` of the read). */
   gen: number
   /** The time step the code matched; null when it matched none (a wrong code). */
@@ -81,26 +95,38 @@ export interface AttemptInput {
   pending?: string
   /** The IP's budget bucket, null when no IP budget applies. */
   ip: string | null
+  /**
+   * `confirm`: the keyed hashes of the new recovery codes (none: no codes); `recover`: the code's
+   * keyed hash under each key of the ring, one of which may be stored.
+   */
+  recovery?: string[]
 }
 
 export type AttemptResult =
-  | { ok: true; gen: number }
-  /** Locked: nothing was checked nor charged. */
-  | { ok: false; reason: 'locked'; retryAfterMs: number }
+  /** `recoveryCodesLeft`: after this attempt (a `confirm`: the new set). */
+  | { ok: true; gen: number; recoveryCodesLeft: number }
+  /** Locked: nothing was checked nor charged; `retryAfterMs` null: locked until unlocked. */
+  | { ok: false; reason: 'locked'; retryAfterMs: number | null }
   /** The IP is over its failure budget: nothing was consumed nor charged. */
   | { ok: false; reason: 'ip-locked'; retryAfterMs: number }
   /**
-   * Wrong or reused code, charged; `lockedForMs` > 0 when this failure set a lock, `ipLockedForMs`
-   * when it spent the IP's budget.
+   * Wrong or reused code, charged; `lockedForMs` > 0 when this failure set a lock (null: a lock
+   * until unlocked), `ipLockedForMs` when it spent the IP's budget.
    */
-  | { ok: false; reason: 'failed'; failures: number; lockedForMs: number; ipLockedForMs: number }
+  | { ok: false; reason: 'failed'; failures: number; lockedForMs: number | null; ipLockedForMs: number }
   /** The secret was revoked or replaced since the read the code was checked against: nothing consumed nor charged. */
   | { ok: false; reason: 'changed' }
   | { ok: false; reason: 'not-enabled' | 'already-enabled' | 'no-pending' }
 
+/** A new set of recovery codes: stored, or refused (no active secret; revoked or re-enrolled since). */
+export type RecoveryResult =
+  | { ok: true; count: number }
+  | { ok: false; reason: 'not-enabled' | 'changed' }
+
 export interface TenantSettings { enforceAll: boolean }
 
-export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number }
+/** `maxFailures`: failures in a row after which the lock lasts until unlocked (R10). */
+export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number; maxFailures: number }
 export interface IpPolicy { maxFailures: number; windowMs: number }
 /** How many new secrets a user may start within a window. */
 export interface SetupPolicy { maxStarts: number; windowMs: number }

@@ -1,11 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { TotpContext } from './context.js'
+import { lockOf, type TotpContext } from './context.js'
 import { open } from './crypto/seal.js'
 import {
   TotpAlreadyEnabledError, TotpInvalidCodeError, TotpLockedError, TotpNoPendingSetupError, TotpNotEnabledError,
   TotpUnavailableError
 } from './errors.js'
 import { ipBucket } from './ip.js'
+import { recoveryCandidates, recoveryHashes } from './recovery.js'
 import { verifyCode } from './totp/index.js'
 import type { AttemptResult, CheckState, SecretState, UserRef } from './types.js'
 
@@ -17,9 +18,17 @@ export interface CodeCheck {
   request: FastifyRequest<{ Body: { code: string } }>
   reply: FastifyReply
   ref: UserRef
-  /** `verify`: a code of the active secret; `confirm`: the code that activates the pending one. */
-  kind: 'verify' | 'confirm'
+  /**
+   * `verify`: a code of the active secret; `confirm`: the code that activates the pending one;
+   * `recover`: a recovery code of the active secret.
+   */
+  kind: 'verify' | 'confirm' | 'recover'
+  /** `confirm`: the new set of recovery codes, stored with the activation; `recover`: the normalized code. */
+  recoveryCodes?: string[]
 }
+
+/** A decided check: the generation the session is now verified under, the recovery codes left. */
+export interface Decided { gen: number; recoveryCodesLeft: number }
 
 // What the gate read on the routes that check a code: kept off `request.totp`, which the app
 // may log, because it holds sealed secrets.
@@ -41,11 +50,11 @@ const MAX_READS = 3
  * finds the secret changed since that read, nothing was consumed nor charged, and the code is
  * checked again against a fresh read.
  */
-export async function decideCode (ctx: TotpContext, c: CodeCheck): Promise<number> {
+export async function decideCode (ctx: TotpContext, c: CodeCheck): Promise<Decided> {
   let read = reads.get(c.request) ?? await ctx.store.check(c.ref)
   for (let n = 1; ; n++) {
     const r = await attempt(ctx, c, read)
-    if (r.ok) return r.gen
+    if (r.ok) return { gen: r.gen, recoveryCodesLeft: r.recoveryCodesLeft }
     if (r.reason !== 'changed') return refuse(ctx, c, r)
     if (n === MAX_READS) {
       throw new TotpUnavailableError({ cause: new Error('the user\'s secret kept changing during the code check') })
@@ -56,7 +65,7 @@ export async function decideCode (ctx: TotpContext, c: CodeCheck): Promise<numbe
 
 // The sealed secret a code is checked against, or the answer when there is none to check.
 function secretOf (kind: CodeCheck['kind'], s: SecretState): string {
-  if (kind === 'verify') {
+  if (kind !== 'confirm') {
     if (s.sealed === null) throw new TotpNotEnabledError()
     return s.sealed
   }
@@ -68,18 +77,30 @@ function secretOf (kind: CodeCheck['kind'], s: SecretState): string {
 async function attempt (ctx: TotpContext, c: CodeCheck, { gate, secret }: CheckState): Promise<AttemptResult> {
   const sealed = secretOf(c.kind, secret)
   // locked when read: refused without checking the code (no oracle, nothing charged)
-  const lockedFor = gate.lockedUntil - Date.now()
-  if (lockedFor > 0) return { ok: false, reason: 'locked', retryAfterMs: lockedFor }
-  const key = openSecret(ctx, c.request, sealed, c.ref)
-  const afterTimeStep = secret.lastStep >= 0 ? secret.lastStep : undefined
-  const v = verifyCode(key, c.request.body.code, ctx.opts.totp, { afterTimeStep })
+  const { locked, lockedUntil } = lockOf(gate)
+  if (locked) {
+    return { ok: false, reason: 'locked', retryAfterMs: lockedUntil === null ? null : gate.lockedUntil - Date.now() }
+  }
+  let step: number | null = null
+  if (c.kind !== 'recover') {
+    const key = openSecret(ctx, c.request, sealed, c.ref)
+    const afterTimeStep = secret.lastStep >= 0 ? secret.lastStep : undefined
+    const v = verifyCode(key, c.request.body.code, ctx.opts.totp, { afterTimeStep })
+    step = v.valid ? v.timeStep : null
+  }
+  // recovery codes are bound to the secret's generation: a confirmation makes the next one
+  const codes = c.recoveryCodes
+  let recovery: string[] | undefined
+  if (codes !== undefined && c.kind === 'confirm') recovery = recoveryHashes(ctx.keyRing, c.ref, gate.gen + 1, codes)
+  if (codes !== undefined && c.kind === 'recover') recovery = recoveryCandidates(ctx.keyRing, c.ref, gate.gen, codes[0])
   // a right and a wrong code cost the same: one deciding call, which refuses a locked user first
   return ctx.store.attempt(c.ref, {
     kind: c.kind,
     gen: gate.gen,
-    step: v.valid ? v.timeStep : null,
+    step,
     pending: c.kind === 'confirm' ? sealed : undefined,
-    ip: ipOf(ctx, c.request)
+    ip: ipOf(ctx, c.request),
+    recovery
   })
 }
 
@@ -112,12 +133,15 @@ function ipOf (ctx: TotpContext, request: FastifyRequest): string | null {
   return bucket
 }
 
-/** 429 with `Retry-After` (whole seconds, at least 1). */
-export function locked (reply: FastifyReply, ms: number): never {
+/** 429 with `Retry-After` (whole seconds, at least 1); none for a lock that lasts until unlocked (null). */
+export function locked (reply: FastifyReply, ms: number | null): never {
+  if (ms === null) throw new TotpLockedError('an administrator must unlock this account')
   const seconds = Math.max(1, Math.ceil(ms / 1000))
   reply.header('retry-after', String(seconds))
-  throw new TotpLockedError(seconds)
+  throw new TotpLockedError(`retry in ${seconds} seconds`)
 }
+
+const FAILED = { verify: 'verify.failed', confirm: 'setup.failed', recover: 'recovery.failed' } as const
 
 function refuse (
   ctx: TotpContext,
@@ -131,10 +155,10 @@ function refuse (
       ctx.emit(request, { type: 'attempt.refused', ...ref, ip, reason: r.reason })
       return locked(reply, r.retryAfterMs)
     case 'failed':
-      ctx.emit(request, {
-        type: kind === 'verify' ? 'verify.failed' : 'setup.failed', ...ref, ip, failures: r.failures
-      })
-      if (r.lockedForMs > 0) {
+      ctx.emit(request, { type: FAILED[kind], ...ref, ip, failures: r.failures })
+      if (r.lockedForMs === null) {
+        ctx.emit(request, { type: 'locked', ...ref, ip, failures: r.failures, untilUnlock: true })
+      } else if (r.lockedForMs > 0) {
         ctx.emit(request, { type: 'locked', ...ref, ip, failures: r.failures, lockedForMs: r.lockedForMs })
       }
       if (r.ipLockedForMs > 0) ctx.emit(request, { type: 'ip.locked', ...ref, ip, lockedForMs: r.ipLockedForMs })

@@ -46,7 +46,8 @@ async function memoryPerUser (): Promise<Record<string, number>> {
     const lock = {
       freeFailures: DEFAULT_LOCKOUT.freeFailures,
       lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000,
-      maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000
+      maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000,
+      maxFailures: DEFAULT_LOCKOUT.maxFailures
     }
     const store = new RedisTotpStore({ client: redis, lock, ip: null })
     const layout = new KeyLayout('totp:', DEFAULT_SETTINGS_SHARDS)

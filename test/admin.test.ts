@@ -87,7 +87,7 @@ t.test('R8 status never contains a secret', async (t) => {
   const m = new Agent(app)
   await m.login('manager')
   const res = await m.get('/totp/users/alice')
-  t.same(res.json(), { userId: 'alice', enabled: true, enforced: false, setupRequired: false, lockedUntil: null })
+  t.same(res.json(), { userId: 'alice', enabled: true, enforced: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
   t.notOk(res.body.includes(secret))
 })
 
@@ -108,7 +108,7 @@ t.test('R6 disabling TOTP: clear enforcement + revoke, and the user then signs i
   const after = new Agent(app)
   await after.login('alice')
   t.equal((await after.get('/api/profile')).statusCode, 200, 'no TOTP step')
-  t.same((await after.get('/totp/status')).json(), { enabled: false, enforced: false, verified: false, setupRequired: false, lockedUntil: null })
+  t.same((await after.get('/totp/status')).json(), { enabled: false, enforced: false, verified: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
   t.notOk(codeFor(secret) === '', 'secret was real')
   const adminEvents = events.filter((e) => ['enforcement.changed', 'secret.revoked'].includes(e.type as string))
   t.match(adminEvents, [
@@ -280,7 +280,7 @@ t.test('R3 an opted-out route answers whatever getUser does there (throws, rejec
   t.equal((await alice.agent.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'signed out on an opted-out route: the mark went')
 })
 
-t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement, whatever the app\'s defineAbilities grants', async (t) => {
+t.test('R4/R5/R10 nobody revokes their own secret, changes their own enforcement nor unlocks themselves, whatever the app\'s defineAbilities grants', async (t) => {
   // an app's own rules that grant everything to everyone
   const anything = (): never => {
     const b = new AbilityBuilder(createMongoAbility)
@@ -295,13 +295,18 @@ t.test('R4/R5 nobody revokes their own secret nor changes their own enforcement,
   const enforce = await admin.agent.put('/totp/users/admin/enforcement', { enforced: false })
   t.equal(enforce.statusCode, 403)
   t.match(enforce.json(), { code: 'FST_TOTP_FORBIDDEN', message: /^Forbidden: nobody changes their own enforcement/ })
+  const unlock = await admin.agent.delete('/totp/users/admin/lock')
+  t.equal(unlock.statusCode, 403)
+  t.match(unlock.json(), { code: 'FST_TOTP_FORBIDDEN', message: /^Forbidden: nobody unlocks themselves/ })
   t.equal((await admin.agent.get('/totp/status')).json().enabled, true, 'the secret is still there')
   t.equal((await admin.agent.delete('/totp/users/alice/secret')).statusCode, 204, 'the app\'s rules decide the rest')
 })
 
 t.test('S6 a verification whose user\'s secret keeps changing under it fails closed with 503 after three reads', async (t) => {
   await awayFromStepEdge()
-  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  const store = new MemoryTotpStore({
+    lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000, maxFailures: 20 }, ip: null
+  })
   let attempts = 0
   let changing = false
   const custom = Object.assign(Object.create(store) as MemoryTotpStore, {

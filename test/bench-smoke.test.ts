@@ -42,7 +42,7 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   t.equal(await redis.dbsize(), seeded.users + seeded.sessions, 'every write landed')
 
   // The seeded hash has the fields the store's own scripts write at enrolment.
-  const store = new RedisTotpStore({ client: redis, keyPrefix: 'totp:', lock: { freeFailures: 5, lockMs: 30000, maxLockMs: 900000 }, ip: null })
+  const store = new RedisTotpStore({ client: redis, keyPrefix: 'totp:', lock: { freeFailures: 5, lockMs: 30000, maxLockMs: 900000, maxFailures: 20 }, ip: null })
   const ref = { tenant: TENANT, userId: 'enrolled-by-the-store' }
   const sealed = seal(keyRing, generateSecret(), { ...ref, purpose: SECRET_PURPOSE })
   t.match(await store.startSetup(ref, { sealed, qr: '', ttlMs: 60000 }), { status: 'started' })

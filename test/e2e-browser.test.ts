@@ -1,6 +1,7 @@
 // The seed's whole story in a real browser (Debian's chromium driven by playwright-core),
 // against the example app on Redis: enrol by reading the QR code off the page, verify,
-// revoke, enforce, set up at login, lock out, and disable TOTP again.
+// sign in with a recovery code, revoke, enforce, set up at login, lock out and unlock, and
+// disable TOTP again.
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -118,9 +119,25 @@ async function revoke (page: Page, section: ReturnType<Page['getByRole']>): Prom
   await page.getByRole('dialog', { name: 'Revoke TOTP secret' }).getByRole('button', { name: 'Revoke', exact: true }).click()
 }
 
+/** The recovery codes the page shows after a setup or for a new set. */
+async function recoveryCodesOn (page: Page): Promise<string[]> {
+  const list = page.getByRole('region', { name: 'Recovery codes' }).getByRole('listitem')
+  await list.first().waitFor()
+  return list.allTextContents()
+}
+
+/** On the "Verification code" page: "Use a recovery code instead", then sign in with `code`. */
+async function useRecoveryCode (page: Page, code: string): Promise<void> {
+  await page.getByRole('button', { name: 'Use a recovery code instead' }).click()
+  await page.getByLabel('Recovery code').fill(code)
+  await page.getByRole('button', { name: 'Sign in with the recovery code' }).click()
+}
+
+const RECOVERY_CODE = /^[a-z2-9]{5}-[a-z2-9]{5}$/
+
 const shot = (page: Page, name: string) => page.screenshot({ path: new URL(`${name}.png`, SCREENSHOTS).pathname })
 
-t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, disable', async (t) => {
+t.test('the seed in a browser: enrol, verify, recovery codes, revoke, enforce, set up at login, lock and unlock, disable', async (t) => {
   const keyPrefix = `e2e:${randomBytes(6).toString('hex')}:`
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
   // let, not const: the teardown reads it even when build() below throws (const would be in its TDZ then)
@@ -173,6 +190,7 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
   const bob = await person()
   let aliceApp: Authenticator
   let carolApp: Authenticator
+  let aliceCodes: string[] = []
 
   await t.test('R1 alice sets up TOTP from User settings, scanning the QR code off the page', async (t) => {
     await alice.goto('/')
@@ -198,6 +216,18 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
     t.equal((await app.totp.status('alice')).enabled, true)
   })
 
+  await t.test('R9 alice is shown 10 recovery codes once her setup is confirmed, and saves them', async (t) => {
+    aliceCodes = await recoveryCodesOn(alice)
+    t.equal(aliceCodes.length, 10)
+    t.ok(aliceCodes.every((code) => RECOVERY_CODE.test(code)), 'each like abcde-fghij')
+    t.equal(new Set(aliceCodes).size, 10, 'all different')
+    await alice.getByText('Recovery codes left: 10.').waitFor()
+    await shot(alice, 'recovery-codes')
+    await alice.reload()
+    await alice.getByText('Recovery codes left: 10.').waitFor()
+    t.equal(await alice.getByRole('region', { name: 'Recovery codes' }).isVisible(), false, 'shown once: gone after a reload')
+  })
+
   await t.test('R3 alice signs in again through the "Verification code" page; a wrong code shows an error', async (t) => {
     await signOut(alice)
     await signIn(alice, 'alice')
@@ -211,6 +241,41 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
     await alice.waitForURL('**/home')
     await alice.getByText('Signed in as alice').first().waitFor()
     t.pass('verified and home')
+  })
+
+  await t.test('R9 alice signs out and in with a saved recovery code instead of a code, and sees 9 of 10 left', async (t) => {
+    await signOut(alice)
+    await signIn(alice, 'alice')
+    t.equal(new URL(alice.url()).pathname, '/verify')
+    await alice.getByRole('button', { name: 'Use a recovery code instead' }).click()
+    await alice.getByLabel('Recovery code').fill(aliceCodes[0])
+    await shot(alice, 'recovery-code-sign-in')
+    await alice.getByRole('button', { name: 'Sign in with the recovery code' }).click()
+    await alice.waitForURL((url) => url.pathname === '/home' && url.searchParams.has('recovered'))
+    await alice.getByRole('status').filter({ hasText: 'You signed in with a recovery code; it cannot be used again. Recovery codes left: 9.' }).waitFor()
+    await alice.getByText('Set up; recovery codes left: 9').waitFor()
+    t.equal((await app.totp.status('alice')).recoveryCodesLeft, 9, 'one fewer: 9 of 10')
+  })
+
+  await t.test('R9 a used recovery code is refused; the next one works; a new set replaces the old one', async (t) => {
+    await signOut(alice)
+    await signIn(alice, 'alice')
+    await useRecoveryCode(alice, aliceCodes[0])
+    await alice.getByRole('alert').filter({ hasText: 'Wrong recovery code, or one that was already used.' }).waitFor()
+    t.equal(new URL(alice.url()).pathname, '/verify', 'still asked for a code')
+    await alice.getByLabel('Recovery code').fill(aliceCodes[1])
+    await alice.getByRole('button', { name: 'Sign in with the recovery code' }).click()
+    await alice.waitForURL((url) => url.pathname === '/home' && url.searchParams.has('recovered'))
+    await alice.getByText('Recovery codes left: 8.').waitFor()
+
+    await alice.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'User settings' }).click()
+    await alice.getByText('Recovery codes left: 8.').waitFor()
+    await alice.getByRole('button', { name: 'Get new recovery codes' }).click()
+    const fresh = await recoveryCodesOn(alice)
+    t.equal(fresh.length, 10)
+    t.same(fresh.filter((code) => aliceCodes.includes(code)), [], 'a new set, none of the old codes')
+    await alice.getByText('Recovery codes left: 10.').waitFor()
+    t.equal((await app.totp.status('alice')).recoveryCodesLeft, 10)
   })
 
   await t.test('R4 the manager (alice\'s parent) revokes her secret: Login options > Revoke TOTP secret > Revoke', async (t) => {
@@ -264,6 +329,8 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
     carolApp = new Authenticator(uri.searchParams.get('secret') ?? '')
     await carol.getByLabel('Verification code').fill(carolApp.code())
     await carol.getByRole('button', { name: 'Confirm' }).click()
+    t.equal((await recoveryCodesOn(carol)).length, 10, 'R9 her recovery codes first')
+    await carol.getByRole('button', { name: 'Continue' }).click()
     await carol.waitForURL('**/home')
     await carol.getByText('Signed in as carol').first().waitFor()
   })
@@ -285,9 +352,27 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
     await carol.getByRole('alert').filter({ hasText: /Too many wrong codes\. Try again in \d+ seconds\./ }).waitFor()
   })
 
+  await t.test('R10 the manager (carol\'s parent) sees her locked on her user page and clicks Unlock; she verifies again', async (t) => {
+    const options = await loginOptionsOf(manager, 'carol')
+    await options.getByText(/Locked out after wrong codes until/).waitFor()
+    await shot(manager, 'locked-user')
+    await options.getByRole('button', { name: 'Unlock' }).click()
+    await options.getByRole('status').filter({ hasText: 'carol is unlocked.' }).waitFor()
+    await options.getByText('TOTP: set up; enforced for this user. Recovery codes left: 10.', { exact: true }).waitFor()
+    t.equal(await options.getByRole('button', { name: 'Unlock' }).isVisible(), false, 'no Unlock button once unlocked')
+    t.equal((await app.totp.status('carol')).locked, false)
+
+    const asAdmin = await loginOptionsOf(admin, 'carol')
+    t.equal(await asAdmin.getByRole('button', { name: 'Unlock' }).isVisible(), false, 'nothing to unlock')
+
+    await carol.getByLabel('Verification code').fill(carolApp.code())
+    await carol.getByRole('button', { name: 'Verify' }).click()
+    await carol.waitForURL('**/home')
+    await carol.getByText('Signed in as carol').first().waitFor()
+  })
+
   await t.test('R6 disabling TOTP for carol: admin clears the checkbox, the manager revokes, then Save', async (t) => {
     const asAdmin = await loginOptionsOf(admin, 'carol')
-    await asAdmin.getByText(/Locked out after wrong codes until/).waitFor()
     await asAdmin.getByLabel('Enforce TOTP for the user').uncheck()
     await asAdmin.getByRole('button', { name: 'Save' }).click()
     await asAdmin.getByRole('status').filter({ hasText: 'Saved: TOTP is no longer enforced for carol.' }).waitFor()
@@ -298,7 +383,7 @@ t.test('the seed in a browser: enrol, verify, revoke, enforce, set up at login, 
     await asManager.getByRole('status').filter({ hasText: 'The TOTP secret of carol is revoked.' }).waitFor()
     await asManager.getByRole('button', { name: 'Save' }).click()
     await asManager.getByRole('status').filter({ hasText: 'No changes to save.' }).waitFor()
-    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, setupRequired: false, lockedUntil: null }, 'secret, enforcement and lock are gone')
+    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 }, 'secret, enforcement, lock and recovery codes are gone')
 
     await signOut(carol)
     await signIn(carol, 'carol')

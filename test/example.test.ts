@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { build } from '../example/app.js'
+import { build, type BuildOptions } from '../example/app.js'
 import { ConfigError, configFromEnv, describeStore } from '../example/config.js'
-import { codeFor, deleteKeys, REDIS_URL } from './helpers.js'
+import { codeFor, deleteKeys, REDIS_URL, wrongCode } from './helpers.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 
@@ -38,8 +38,8 @@ class Client {
   }
 }
 
-async function app (t: Test): Promise<FastifyInstance> {
-  const app = await build()
+async function app (t: Test, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = await build(options)
   t.teardown(() => app.close())
   return app
 }
@@ -48,12 +48,12 @@ t.test('the pages are served from the app itself, with a CSP and the seed\'s wor
   const server = await app(t)
   const expected: Record<string, string[]> = {
     '/': ['<label for="username">Username</label>', '<label for="password">Password</label>', '>Sign in</button>'],
-    '/verify': ['>Verification code</label>', '>Verify</button>'],
-    '/setup': ['<h1>Set up two-factor authentication</h1>', 'alt="QR code"', '>Verification code</label>', '>Confirm</button>'],
+    '/verify': ['>Verification code</label>', '>Verify</button>', '>Use a recovery code instead</button>', '>Recovery code</label>'],
+    '/setup': ['<h1>Set up two-factor authentication</h1>', 'alt="QR code"', '>Verification code</label>', '>Confirm</button>', '>Recovery codes</h2>', '>Continue</button>'],
     '/home': ['Signed in as', '>User settings</a>', '>Administration</a>'],
-    '/settings': ['>Set up two-factor authentication</button>', 'alt="QR code"'],
+    '/settings': ['>Set up two-factor authentication</button>', 'alt="QR code"', '>Recovery codes</h2>', '>Get new recovery codes</button>'],
     '/admin/users': ['Administration › Accounts › Users'],
-    '/admin/users/alice': ['Login options', 'Enforce TOTP for the user', '>Revoke TOTP secret</button>', '<dialog', '>Revoke</button>', '>Save</button>']
+    '/admin/users/alice': ['Login options', 'Enforce TOTP for the user', '>Revoke TOTP secret</button>', '>Unlock</button>', '<dialog', '>Revoke</button>', '>Save</button>']
   }
   for (const [url, words] of Object.entries(expected)) {
     const res = await server.inject(url)
@@ -134,6 +134,69 @@ t.test('login says what comes next: none, verify (R3) or setup (R5, R7)', async 
   await server.totp.setSettings({ enforceAll: true })
   t.equal((await new Client(server).login('bob')).json().totp, 'setup', 'enforced tenant-wide')
   t.equal((await new Client(server).login('alice')).json().totp, 'verify', 'enrolled users still verify')
+})
+
+t.test('R9 the example hands out 10 recovery codes at setup; one signs in instead of a code, once', async (t) => {
+  const server = await app(t)
+  const alice = new Client(server)
+  await alice.login('alice')
+  const { secret } = (await alice.request('POST', '/totp/setup')).json()
+  const confirmed = await alice.request('POST', '/totp/setup/confirm', { code: codeFor(secret) })
+  const codes: string[] = confirmed.json().recoveryCodes
+  t.equal(codes.length, 10)
+  t.ok(codes.every((code) => /^[a-z2-9]{5}-[a-z2-9]{5}$/.test(code)), 'each like abcde-fghij')
+
+  const again = new Client(server)
+  t.equal((await again.login('alice')).json().totp, 'verify')
+  const recovered = await again.request('POST', '/totp/recover', { code: codes[0] })
+  t.equal(recovered.statusCode, 200)
+  t.same(recovered.json(), { verified: true, recoveryCodesLeft: 9 })
+  t.equal((await again.request('GET', '/api/profile')).statusCode, 200, 'past the gate')
+  t.equal((await again.request('GET', '/totp/status')).json().recoveryCodesLeft, 9, 'what the home page shows')
+
+  const reused = new Client(server)
+  await reused.login('alice')
+  t.equal((await reused.request('POST', '/totp/recover', { code: codes[0] })).json().code, 'FST_TOTP_INVALID_CODE', 'used up')
+  const fresh = await again.request('POST', '/totp/recovery-codes')
+  t.equal(fresh.statusCode, 201, 'User settings > Get new recovery codes')
+  t.equal(fresh.json().recoveryCodes.length, 10)
+  t.equal((await reused.request('POST', '/totp/recover', { code: codes[1] })).statusCode, 401, 'the old set is gone')
+})
+
+t.test('R10 after lockout.maxFailures wrong codes bob stays locked until admin, his parent, clicks Unlock', async (t) => {
+  const server = await app(t, { lockout: { maxFailures: 3 } })
+  const setup = new Client(server)
+  await setup.login('bob')
+  const { secret } = (await setup.request('POST', '/totp/setup')).json()
+  const codes: string[] = (await setup.request('POST', '/totp/setup/confirm', { code: codeFor(secret) })).json().recoveryCodes
+
+  const bob = new Client(server)
+  await bob.login('bob')
+  const answers: number[] = []
+  for (let i = 0; i < 4; i++) answers.push((await bob.request('POST', '/totp/verify', { code: wrongCode(secret) })).statusCode)
+  t.same(answers, [401, 401, 401, 429], 'three failures in a row, then locked')
+  const refused = await bob.request('POST', '/totp/verify', { code: codeFor(secret, 1) })
+  t.equal(refused.json().code, 'FST_TOTP_LOCKED', 'even the right code')
+  t.equal(refused.headers['retry-after'], undefined, 'no end to wait for')
+  t.equal((await bob.request('POST', '/totp/recover', { code: codes[0] })).statusCode, 429, 'nor a recovery code')
+  t.match((await bob.request('GET', '/totp/status')).json(), { locked: true, lockedUntil: null }, 'the verify page says so')
+
+  const admin = new Client(server)
+  await admin.login('admin')
+  t.same((await admin.request('GET', '/totp/users/bob')).json(), {
+    userId: 'bob', enabled: true, enforced: false, setupRequired: false, locked: true, lockedUntil: null, recoveryCodesLeft: 10
+  }, 'the user page data: locked until unlocked')
+  const manager = new Client(server)
+  await manager.login('manager')
+  t.equal((await manager.request('DELETE', '/totp/users/bob/lock')).statusCode, 403, 'not bob\'s parent')
+  t.equal((await admin.request('DELETE', '/totp/users/admin/lock')).statusCode, 403, 'never oneself')
+  t.equal((await admin.request('DELETE', '/totp/users/bob/lock', undefined, { csrf: false })).statusCode, 403, 'CSRF token needed')
+  t.equal((await admin.request('DELETE', '/totp/users/bob/lock')).statusCode, 204, 'Unlock')
+  t.match((await admin.request('GET', '/totp/users/bob')).json(), { locked: false, lockedUntil: null })
+
+  const recovered = await bob.request('POST', '/totp/recover', { code: codes[0] })
+  t.same(recovered.json(), { verified: true, recoveryCodesLeft: 9 }, 'the same session signs in again')
+  t.equal((await bob.request('GET', '/api/profile')).statusCode, 200)
 })
 
 t.test('sign-in gives a new session id; sign-out ends the session', async (t) => {

@@ -177,7 +177,7 @@ export async function enrol (
   app: FastifyInstance,
   username: string,
   tenant?: string
-): Promise<{ agent: Agent; secret: string }> {
+): Promise<{ agent: Agent; secret: string; recoveryCodes: string[] }> {
   const agent = new Agent(app)
   await agent.login(username, tenant)
   const setup = await agent.post('/totp/setup')
@@ -186,7 +186,7 @@ export async function enrol (
   // confirm with the previous step's code so the current one stays free for the test
   const confirm = await agent.post('/totp/setup/confirm', { code: codeFor(secret, -1) })
   if (confirm.statusCode !== 200) throw new Error(`confirm failed: ${confirm.statusCode} ${confirm.body}`)
-  return { agent, secret }
+  return { agent, secret, recoveryCodes: confirm.json().recoveryCodes ?? [] }
 }
 
 /** Waits until the current time step has at least `ms` left, so a test does not straddle a step boundary. */

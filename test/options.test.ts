@@ -17,7 +17,7 @@ t.test('options: defaults', async (t) => {
     keyPrefix: 'totp:',
     totp: { algorithm: 'sha1', digits: 6, period: 30, window: 1 },
     setupTtlMs: 600_000,
-    lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 },
+    lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000, maxFailures: 20 },
     ip: { maxFailures: 50, windowMs: 900_000 },
     timeout: 2000,
     settingsShards: 64,
@@ -111,7 +111,9 @@ async function customStoreApp (t: Test, store: TotpStore, getUser: FastifyTotpOp
 
 // A memory store in which user 'u' is enforced and has no secret: the gate answers 403.
 async function enforcedStore (): Promise<MemoryTotpStore> {
-  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  const store = new MemoryTotpStore({
+    lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000, maxFailures: 20 }, ip: null
+  })
   await store.setEnforced({ tenant: 'default', userId: 'u' }, true)
   return store
 }
@@ -133,7 +135,9 @@ t.test('R3 getUser may answer at once or with a promise; one that throws or reje
 })
 
 t.test('S6 a custom store that throws instead of rejecting fails closed with 503', async (t) => {
-  const store = new MemoryTotpStore({ lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000 }, ip: null })
+  const store = new MemoryTotpStore({
+    lock: { freeFailures: 5, lockMs: 30_000, maxLockMs: 900_000, maxFailures: 20 }, ip: null
+  })
   store.gate = () => { throw new Error('store broken') }
   const app = await customStoreApp(t, store)
   const res = await app.inject('/api')

@@ -1,17 +1,18 @@
 import type { Test } from 'tap'
 import type { TotpStore } from '../plugin/stores/store.js'
 import { DEFAULT_LOCKOUT } from '../plugin/options.js'
-import type { AttemptResult, StorePolicy, UserRef } from '../plugin/types.js'
+import { LOCKED_UNTIL_UNLOCK, type AttemptResult, type StorePolicy, type UserRef } from '../plugin/types.js'
 
 export const POLICY: StorePolicy = {
-  lock: { freeFailures: 3, lockMs: 150, maxLockMs: 500 },
+  lock: { freeFailures: 3, lockMs: 150, maxLockMs: 500, maxFailures: 100 },
   ip: { maxFailures: 4, windowMs: 60_000 }
 }
 export const DEFAULT_POLICY: StorePolicy = {
   lock: {
     freeFailures: DEFAULT_LOCKOUT.freeFailures,
     lockMs: DEFAULT_LOCKOUT.lockSeconds * 1000,
-    maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000
+    maxLockMs: DEFAULT_LOCKOUT.maxLockSeconds * 1000,
+    maxFailures: DEFAULT_LOCKOUT.maxFailures
   },
   ip: null
 }
@@ -31,17 +32,80 @@ const verify = (
 /** A wrong code for an enrolled user of generation `gen`. */
 const wrong = (s: TotpStore, u: UserRef, gen: number, ip: string | null = null): Promise<AttemptResult> =>
   verify(s, u, null, gen, ip)
-const failed = (failures: number, lockedForMs = 0, ipLockedForMs = 0): AttemptResult =>
+const recover = (s: TotpStore, u: UserRef, recovery: string[], gen = 1, ip: string | null = null) =>
+  s.attempt(u, { kind: 'recover', gen, step: null, ip, recovery })
+const failed = (failures: number, lockedForMs: number | null = 0, ipLockedForMs = 0): AttemptResult =>
   ({ ok: false, reason: 'failed', failures, lockedForMs, ipLockedForMs })
 
 /** The store contract: every implementation (memory, Redis, Redis Cluster) must pass it. */
 export function storeContract (t: Test, name: string, make: (policy: StorePolicy) => Promise<TotpStore>): void {
-  const enrolled = async (s: TotpStore, step = 10): Promise<UserRef> => {
+  const enrolled = async (s: TotpStore, step = 10, recovery?: string[]): Promise<UserRef> => {
     const u = ref()
     await s.startSetup(u, { sealed: 'k1.x', qr: '', ttlMs: 60_000 })
-    await confirm(s, u, 'k1.x', step)
+    await s.attempt(u, { kind: 'confirm', gen: 0, step, pending: 'k1.x', ip: null, recovery })
     return u
   }
+
+  t.test(`${name}: R9 recovery codes are stored with the confirmation, used once each, replaced as a set`, async (t) => {
+    const s = await make(POLICY)
+    const u = ref()
+    await s.startSetup(u, { sealed: 'k1.x', qr: '', ttlMs: 60_000 })
+    t.same(await s.attempt(u, { kind: 'confirm', gen: 0, step: 10, pending: 'k1.x', ip: null, recovery: ['k1:a', 'k1:b', 'k1:c'] }),
+      { ok: true, gen: 1, recoveryCodesLeft: 3 })
+    t.equal(await s.recoveryCodesLeft(u), 3)
+    t.same(await recover(s, u, ['k1:zz']), failed(1), 'a wrong code is a failure on the user\'s counter (S4)')
+    t.same(await recover(s, u, ['k9:b', 'k1:b']), { ok: true, gen: 1, recoveryCodesLeft: 2 }, 'any of the candidates')
+    t.same(await recover(s, u, ['k1:b']), failed(1), 'used once; the success had reset the count')
+    t.equal((await s.check(u)).secret.sealed, 'k1.x', 'R2 the secret stays')
+    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1, recoveryCodesLeft: 2 }, 'and its codes still verify')
+    t.same(await recover(s, u, ['k1:a'], 0), { ok: false, reason: 'changed' }, 'under another generation: nothing used')
+    t.equal(await s.recoveryCodesLeft(u), 2)
+    t.same(await s.setRecoveryCodes(u, 1, ['k1:n', 'k1:m']), { ok: true, count: 2 })
+    t.same(await recover(s, u, ['k1:a']), failed(1), 'the old set is gone')
+    t.same(await s.setRecoveryCodes(u, 0, ['k1:o']), { ok: false, reason: 'changed' })
+    t.same(await s.setRecoveryCodes(ref(), 0, ['k1:o']), { ok: false, reason: 'not-enabled' })
+    t.same(await recover(s, ref(), ['k1:o'], 0), { ok: false, reason: 'not-enabled' })
+    t.equal(await s.revoke(u), true)
+    t.equal(await s.recoveryCodesLeft(u), 0, 'R4 revocation deletes the codes with the secret')
+    t.same(await recover(s, u, ['k1:n'], 2), { ok: false, reason: 'not-enabled' })
+  })
+
+  t.test(`${name}: R9 of 20 parallel uses of one recovery code exactly one succeeds`, async (t) => {
+    const s = await make({ ...POLICY, lock: { ...POLICY.lock, freeFailures: 100 } })
+    const u = await enrolled(s, 10, ['k1:one', 'k1:two'])
+    const results = await Promise.all(Array.from({ length: 20 }, () => recover(s, u, ['k1:one'])))
+    t.equal(results.filter((r) => r.ok).length, 1)
+    t.equal(results.filter((r) => !r.ok && r.reason === 'failed').length, 19, 'the others are failures')
+    t.equal(await s.recoveryCodesLeft(u), 1)
+  })
+
+  t.test(`${name}: R10 after maxFailures in a row the lock lasts until unlocked, whatever the code; unlock and revocation end it`, async (t) => {
+    const s = await make({ ...POLICY, lock: { freeFailures: 2, lockMs: 1, maxLockMs: 1, maxFailures: 4 } })
+    const u = await enrolled(s, 10, ['k1:r'])
+    const results = []
+    for (let i = 0; i < 4; i++) {
+      results.push(await wrong(s, u, 1))
+      await sleep(5)
+    }
+    t.same(results, [failed(1), failed(2, 1), failed(3, 1), failed(4, null)])
+    t.equal((await s.gate(u)).lockedUntil, LOCKED_UNTIL_UNLOCK)
+    await sleep(20)
+    t.same(await verify(s, u, 11, 1), { ok: false, reason: 'locked', retryAfterMs: null }, 'a right code is refused')
+    t.same(await recover(s, u, ['k1:r']), { ok: false, reason: 'locked', retryAfterMs: null }, 'a right recovery code too')
+    t.equal(await s.recoveryCodesLeft(u), 1, 'and not used')
+    t.equal(await s.unlock(u), true)
+    t.equal((await s.gate(u)).lockedUntil, 0)
+    t.same(await wrong(s, u, 1), failed(1), 'the count starts again')
+    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1, recoveryCodesLeft: 1 })
+    t.equal(await s.unlock(u), false, 'nothing to unlock')
+    for (let i = 0; i < 4; i++) {
+      await wrong(s, u, 1)
+      await sleep(5)
+    }
+    t.equal((await s.gate(u)).lockedUntil, LOCKED_UNTIL_UNLOCK)
+    await s.revoke(u)
+    t.equal((await s.gate(u)).lockedUntil, 0, 'revocation ends the lock')
+  })
 
   t.test(`${name}: R1 setup is pending until confirmed; confirming activates and counts the step as used (S3)`, async (t) => {
     const s = await make(POLICY)
@@ -53,7 +117,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
       { status: 'pending', sealed: 'k1.sealed-1', qr: 'qr-1' }, 'S7 a pending setup is answered again, not replaced')
     t.match(await s.startSetup(u, null), { status: 'pending', sealed: 'k1.sealed-1' }, 'a look answers it too')
     t.same(await confirm(s, u, 'k1.sealed-2', 100), { ok: false, reason: 'no-pending' }, 'a secret never stored is refused')
-    t.same(await confirm(s, u, 'k1.sealed-1', 100), { ok: true, gen: 1 })
+    t.same(await confirm(s, u, 'k1.sealed-1', 100), { ok: true, gen: 1, recoveryCodesLeft: 0 })
     t.same((await s.check(u)).secret, { sealed: 'k1.sealed-1', pending: null, lastStep: 100 })
     t.match(await s.gate(u), { enabled: true, gen: 1 })
     t.same(await s.startSetup(u, { sealed: 'k1.sealed-3', qr: '', ttlMs: 60_000 }), { status: 'already-enabled' }, 'R2')
@@ -61,7 +125,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.match(await verify(s, u, 100, 1), { ok: false, reason: 'failed' }, 'the confirming step is used')
     const plain = ref()
     await s.startSetup(plain, { sealed: 'no-key-id', qr: '', ttlMs: 60_000 })
-    t.same(await confirm(s, plain, 'no-key-id', 5), { ok: true, gen: 1 }, 'a sealed value without a key id is kept whole')
+    t.same(await confirm(s, plain, 'no-key-id', 5), { ok: true, gen: 1, recoveryCodesLeft: 0 }, 'a sealed value without a key id is kept whole')
     t.equal((await s.check(plain)).secret.sealed, 'no-key-id')
   })
 
@@ -114,9 +178,9 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     const s = await make(POLICY)
     const u = ref()
     await s.startSetup(u, { sealed: 'k1.x', qr: '', ttlMs: 60_000 })
-    t.same(await confirm(s, u, 'k1.x', 10), { ok: true, gen: 1 })
+    t.same(await confirm(s, u, 'k1.x', 10), { ok: true, gen: 1, recoveryCodesLeft: 0 })
     t.same(await verify(s, u, 10, 1), failed(1), 'the confirming step, asked again: a replay')
-    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1 })
+    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1, recoveryCodesLeft: 0 })
     t.same(await verify(s, u, 11, 1), failed(1), 'a consumed step, asked again: a replay')
     t.same(await verify(s, u, 12, 0), { ok: false, reason: 'changed' }, 'checked under an older generation')
     t.same(await verify(s, u, 12, 2), { ok: false, reason: 'changed' }, 'or any other')
@@ -126,9 +190,9 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     await s.revoke(u)
     t.same(await verify(s, u, 12, 2), { ok: false, reason: 'not-enabled' }, 'revoked since')
     await s.startSetup(u, { sealed: 'k1.y', qr: '', ttlMs: 60_000 })
-    t.same(await confirm(s, u, 'k1.y', 12, 2), { ok: true, gen: 3 })
+    t.same(await confirm(s, u, 'k1.y', 12, 2), { ok: true, gen: 3, recoveryCodesLeft: 0 })
     t.same(await verify(s, u, 13, 1), { ok: false, reason: 'changed' }, 'replaced since: a code checked against the old secret')
-    t.same(await verify(s, u, 13, 3), { ok: true, gen: 3 }, 'checked against the secret there now')
+    t.same(await verify(s, u, 13, 3), { ok: true, gen: 3, recoveryCodesLeft: 0 }, 'checked against the secret there now')
   })
 
   t.test(`${name}: S4 failures lock from the free-th on, doubling, capped; locked attempts are not charged; success resets`, async (t) => {
@@ -149,7 +213,7 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     await sleep(510)
     t.same(await wrong(s, u, 1), failed(6, 500))
     await sleep(510)
-    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1 })
+    t.same(await verify(s, u, 11, 1), { ok: true, gen: 1, recoveryCodesLeft: 0 })
     t.same(await wrong(s, u, 1), failed(1), 'reset by the success')
   })
 
@@ -177,12 +241,12 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     t.equal((await s.check(users[0])).secret.lastStep, 10, 'the step was not consumed')
     t.match(await wrong(s, users[0], 1, ip), { ok: false, reason: 'ip-locked' }, 'a wrong code too')
     t.same(await wrong(s, users[0], 1), failed(3), 'the user was not charged while the IP was refused')
-    t.same(await verify(s, users[0], 11, 1), { ok: true, gen: 1 }, 'without the IP it consumes')
+    t.same(await verify(s, users[0], 11, 1), { ok: true, gen: 1, recoveryCodesLeft: 0 }, 'without the IP it consumes')
     const other = ref()
     await s.startSetup(other, { sealed: 'k1.o', qr: '', ttlMs: 60_000 })
     t.match(await confirm(s, other, 'k1.o', 7, 0, ip), { ok: false, reason: 'ip-locked' }, 'a confirmation is refused too')
     t.same((await s.check(other)).secret, { sealed: null, pending: 'k1.o', lastStep: -1 }, 'nothing confirmed')
-    t.same(await confirm(s, other, 'k1.o', 7, 0, newIp(2)), { ok: true, gen: 1 }, 'from another IP it confirms')
+    t.same(await confirm(s, other, 'k1.o', 7, 0, newIp(2)), { ok: true, gen: 1, recoveryCodesLeft: 0 }, 'from another IP it confirms')
   })
 
   t.test(`${name}: S4 a locked user's attempt charges nobody, neither user nor IP, whatever the code`, async (t) => {

@@ -17,10 +17,10 @@ storeContract(t, 'redis', async (policy) => new RedisTotpStore({ client: redis, 
 
 t.test('redis: scripts are defined once per client (guarded)', async (t) => {
   const a = new RedisTotpStore({
-    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null
+    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1, maxFailures: 20 }, ip: null
   })
   const b = new RedisTotpStore({
-    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null
+    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1, maxFailures: 20 }, ip: null
   })
   t.same(await a.gate({ tenant: 'x', userId: 'y' }), await b.gate({ tenant: 'x', userId: 'y' }))
 })
@@ -29,7 +29,7 @@ t.test('redis: an enrolled user stays a compact listpack hash (memory per user)'
   const { seal, createKeyRing } = await import('../plugin/crypto/seal.js')
   const { generateSecret } = await import('../plugin/totp/index.js')
   const store = new RedisTotpStore({
-    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1 }, ip: null
+    client: redis, keyPrefix: prefix, lock: { freeFailures: 5, lockMs: 1, maxLockMs: 1, maxFailures: 20 }, ip: null
   })
   const ref = { tenant: 'default', userId: 'user-0042' }
   const sealed = seal(createKeyRing(Buffer.alloc(32, 7)), generateSecret(), { ...ref, purpose: 'totp-secret' })

@@ -33,7 +33,11 @@ function explain (err) {
   switch (err.code) {
     case 'FST_TOTP_INVALID_CODE':
       return 'Wrong code, or a code that was already used. Wait for the next code and try again.'
-    case 'FST_TOTP_LOCKED': return `Too many wrong codes. Try again in ${err.retryAfter ?? 'a few'} seconds.`
+    case 'FST_TOTP_LOCKED':
+      // no Retry-After: locked until someone unlocks the account (R10)
+      return err.retryAfter === null
+        ? 'Too many wrong codes: your account is locked. Your parent user can unlock it.'
+        : `Too many wrong codes. Try again in ${err.retryAfter} seconds.`
     case 'FST_TOTP_BAD_REQUEST': return 'Enter the 6 digits your authenticator app shows.'
     case 'FST_TOTP_FORBIDDEN': return `You are not allowed to do this: ${err.message.replace(/^Forbidden: /, '')}.`
     case 'FST_TOTP_SETUP_REQUIRED': return 'Two-factor authentication must be set up first.'
@@ -61,11 +65,35 @@ function show (el, text) {
   el.hidden = !text
 }
 
-function showError (root, err) {
+function showError (root, err, words = explain) {
   if (!(err instanceof ApiError)) throw err
   const box = $('.error', root)
-  show(box, explain(err))
+  show(box, words(err))
   return box
+}
+
+/** The words for an error of `POST /totp/recover`. */
+function explainRecovery (err) {
+  switch (err.code) {
+    case 'FST_TOTP_INVALID_CODE': return 'Wrong recovery code, or one that was already used.'
+    case 'FST_TOTP_BAD_REQUEST': return 'Enter a recovery code as it was shown to you, like abcde-fghij.'
+    default: return explain(err)
+  }
+}
+
+/** The 429 a page shows before any code is sent, from the `lockedUntil` of a status. */
+function lockedError (status) {
+  const seconds = status.lockedUntil === null ? null : Math.ceil((Date.parse(status.lockedUntil) - Date.now()) / 1000)
+  return new ApiError(429, { code: 'FST_TOTP_LOCKED' }, seconds)
+}
+
+/** Shows a new set of recovery codes in the "Recovery codes" section; false when there is none. */
+function showCodes (codes) {
+  if (!codes?.length) return false
+  const list = $('[data-code-list]')
+  list.replaceChildren(...codes.map((code) => Object.assign(document.createElement('li'), { textContent: code })))
+  $('[data-codes]').hidden = false
+  return true
 }
 
 function fillUser (user, root = document) {
@@ -95,7 +123,7 @@ function wireSignOut () {
   }))
 }
 
-/** Starts a setup: shows the QR code and the secret; `onDone` runs once a code confirmed it. */
+/** Starts a setup: shows the QR code and the secret; `onDone(recoveryCodes)` runs once a code confirmed it. */
 async function startSetup (section, onDone) {
   const { secret, qr } = await api('POST', '/totp/setup')
   $('[data-qr]', section).src = qr
@@ -106,8 +134,8 @@ async function startSetup (section, onDone) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     try {
-      await api('POST', '/totp/setup/confirm', { code: form.code.value.trim() })
-      onDone()
+      const { recoveryCodes } = await api('POST', '/totp/setup/confirm', { code: form.code.value.trim() })
+      onDone(recoveryCodes ?? [])
     } catch (err) {
       showError(form, err)
       form.code.select()
@@ -132,32 +160,53 @@ const pages = {
 
   async verify () {
     const form = $('#verify')
+    const recover = $('#recover')
+    // "Use a recovery code instead" swaps the two forms (and back)
+    const swap = $('[data-use-recovery]')
+    const intro = $('[data-intro]')
+    const words = [intro.textContent, 'Enter one of the recovery codes you saved at setup.']
+    swap.addEventListener('click', () => {
+      const toRecovery = recover.hidden
+      recover.hidden = !toRecovery
+      form.hidden = toRecovery
+      intro.textContent = words[toRecovery ? 1 : 0]
+      swap.textContent = toRecovery ? 'Use your authenticator app instead' : 'Use a recovery code instead'
+      ;(toRecovery ? recover : form).code.focus()
+    })
+    // either form: a code to the plugin, then on to `next`
+    const onCode = (f, path, next, explain) => f.addEventListener('submit', async (event) => {
+      event.preventDefault()
+      try {
+        await api('POST', path, { code: f.code.value.trim() })
+        location.assign(next)
+      } catch (err) {
+        if (err.code === 'FST_TOTP_NOT_ENABLED') return location.assign('/home')
+        showError(f, err, explain)
+        f.code.select()
+      }
+    })
+    onCode(recover, '/totp/recover', '/home?recovered', explainRecovery)
+    onCode(form, '/totp/verify', '/home')
     try {
       const status = await api('GET', '/totp/status')
       if (!status.enabled || status.verified) return location.assign('/home')
-      const lockedMs = status.lockedUntil === null ? 0 : Date.parse(status.lockedUntil) - Date.now()
-      if (lockedMs > 0) showError(form, new ApiError(429, { code: 'FST_TOTP_LOCKED' }, Math.ceil(lockedMs / 1000)))
+      if (status.locked) [form, recover].forEach((f) => showError(f, lockedError(status)))
     } catch (err) {
       if (err instanceof ApiError && redirectFor(err)) return
       showError(form, err)
     }
-    form.addEventListener('submit', async (event) => {
-      event.preventDefault()
-      try {
-        await api('POST', '/totp/verify', { code: form.code.value.trim() })
-        location.assign('/home')
-      } catch (err) {
-        if (err.code === 'FST_TOTP_NOT_ENABLED') return location.assign('/home')
-        showError(form, err)
-        form.code.select()
-      }
-    })
   },
 
   async setup () {
     const main = $('main')
+    $('[data-continue]').addEventListener('click', () => location.assign('/home'))
     try {
-      await startSetup($('[data-setup]'), () => location.assign('/home'))
+      await startSetup($('[data-setup]'), (codes) => {
+        // the codes are shown once: the person moves on when they have saved them
+        if (!showCodes(codes)) return location.assign('/home')
+        $('[data-setup]').hidden = true
+        $('[data-continue]').hidden = false
+      })
     } catch (err) {
       if (err.code === 'FST_TOTP_ALREADY_ENABLED') return location.assign('/verify')
       if (err instanceof ApiError && redirectFor(err)) return
@@ -167,6 +216,13 @@ const pages = {
 
   async home () {
     fillUser(await signedInUser())
+    const status = await api('GET', '/totp/status')
+    const left = `recovery codes left: ${status.recoveryCodesLeft}`
+    show($('[data-totp-summary]'), status.enabled ? `Set up; ${left}` : 'Not set up')
+    if (new URLSearchParams(location.search).has('recovered')) {
+      show($('[data-recovered]'), 'You signed in with a recovery code; it cannot be used again. ' +
+        `Recovery codes left: ${status.recoveryCodesLeft}. User settings makes a new set.`)
+    }
   },
 
   async settings () {
@@ -174,14 +230,27 @@ const pages = {
     const main = $('main')
     const state = $('[data-totp-state]')
     const start = $('[data-start-setup]')
-    const enabled = () => {
+    const recovery = $('[data-recovery]')
+    const enabled = (codesLeft) => {
       show(state, 'Two-factor authentication is enabled for your account. ' +
         'To set it up again (a new phone, say), ask your parent user to revoke your TOTP secret.')
       start.hidden = true
       $('[data-setup]').hidden = true
+      show($('[data-codes-left]', recovery), `Recovery codes left: ${codesLeft}.`)
+      recovery.hidden = false
     }
+    // a new set replaces the old one: the codes saved before stop working
+    $('[data-new-codes]').addEventListener('click', async () => {
+      try {
+        const { recoveryCodes } = await api('POST', '/totp/recovery-codes')
+        showCodes(recoveryCodes)
+        enabled(recoveryCodes.length)
+      } catch (err) {
+        showError(main, err)
+      }
+    })
     const status = await api('GET', '/totp/status')
-    if (status.enabled) return enabled()
+    if (status.enabled) return enabled(status.recoveryCodesLeft)
     show(state, status.setupRequired
       ? 'Two-factor authentication is required for your account and not set up yet.'
       : 'Two-factor authentication is not set up: signing in needs only your password.')
@@ -189,7 +258,10 @@ const pages = {
     start.addEventListener('click', async () => {
       start.disabled = true
       try {
-        await startSetup($('[data-setup]'), enabled)
+        await startSetup($('[data-setup]'), (codes) => {
+          showCodes(codes)
+          enabled(codes.length)
+        })
         start.hidden = true
       } catch (err) {
         start.disabled = false
@@ -228,6 +300,7 @@ const pages = {
     const ok = $('.ok', form)
     const state = $('[data-totp-state]')
     const checkbox = $('[data-enforced]')
+    const unlock = $('[data-unlock]')
     let savedEnforced = null // unknown until the status could be read
 
     async function refresh () {
@@ -235,17 +308,35 @@ const pages = {
         const status = await api('GET', base)
         savedEnforced = status.enforced
         checkbox.checked = status.enforced
-        const locked = status.lockedUntil
-          ? ` Locked out after wrong codes until ${new Date(status.lockedUntil).toLocaleTimeString()}.`
-          : ''
+        // R10: a lock with no end (lockedUntil null) lasts until someone unlocks the user
+        const locked = !status.locked
+          ? ''
+          : status.lockedUntil === null
+            ? ' Locked out after too many wrong codes, until unlocked.'
+            : ` Locked out after wrong codes until ${new Date(status.lockedUntil).toLocaleTimeString()}.`
         const enforced = status.enforced ? 'enforced' : 'not enforced'
-        show(state, `TOTP: ${status.enabled ? 'set up' : 'not set up'}; ${enforced} for this user.${locked}`)
+        const codes = status.enabled ? ` Recovery codes left: ${status.recoveryCodesLeft}.` : ''
+        show(state, `TOTP: ${status.enabled ? 'set up' : 'not set up'}; ${enforced} for this user.${codes}${locked}`)
+        unlock.hidden = !status.locked
       } catch (err) {
         if (!(err instanceof ApiError) || err.status !== 403) throw err
+        unlock.hidden = true
         show(state, `You are not allowed to see the TOTP status of ${user.id}: ${err.message.replace(/^Forbidden: /, '')}.`)
       }
     }
     await refresh()
+
+    unlock.addEventListener('click', async () => {
+      show(ok)
+      show($('.error', form))
+      try {
+        await api('DELETE', `${base}/lock`)
+        show(ok, `${user.id} is unlocked.`)
+        await refresh()
+      } catch (err) {
+        showError(form, err)
+      }
+    })
 
     const dialog = $('[data-revoke-dialog]')
     $('[data-revoke]').addEventListener('click', () => {

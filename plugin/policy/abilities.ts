@@ -20,6 +20,7 @@ export type TotpAbility = MongoAbility<[TotpAction, TotpSubjectType | TargetSubj
 /** The refusals no ability lifts (the admin routes check them too, whatever `defineAbilities` returns). */
 export const SELF_REVOKE = 'R4: nobody revokes their own secret'
 export const SELF_ENFORCE = 'R5: nobody changes their own enforcement'
+export const SELF_UNLOCK = 'R10: nobody unlocks themselves'
 
 /** Builds a user's ability. Replace it with the `defineAbilities` option. */
 export type AbilityBuilderFn = (user: TotpUser) => TotpAbility

@@ -3,7 +3,7 @@ import { forbidden, MAX_ID_BYTES, requireUser, type TotpContext } from '../conte
 import { TotpBadRequestError, TotpUserNotFoundError } from '../errors.js'
 import type { TotpOperator } from '../operator.js'
 import {
-  refusal, SELF_ENFORCE, SELF_REVOKE, targetSubject, type TotpAction, type TotpSubjectType
+  refusal, SELF_ENFORCE, SELF_REVOKE, SELF_UNLOCK, targetSubject, type TotpAction, type TotpSubjectType
 } from '../policy/abilities.js'
 import { DEFAULT_TENANT, type TotpUser } from '../types.js'
 import { enforcementBody, userParams } from './schemas.js'
@@ -19,7 +19,8 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
   async function authorize (
     request: FastifyRequest<UserRoute>,
     action: TotpAction,
-    type: Exclude<TotpSubjectType, 'TotpSettings'>
+    type: Exclude<TotpSubjectType, 'TotpSettings'>,
+    self = action === 'revoke' ? SELF_REVOKE : SELF_ENFORCE
   ): Promise<{ actor: TotpUser; target: TotpUser; tenant: string }> {
     const { user: actor, ref } = requireUser(request)
     const id = request.params.userId
@@ -37,8 +38,7 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
       throw new TotpUserNotFoundError()
     }
     // R4/R5 "whatever the roles": never oneself, even where an app's own `defineAbilities` would allow it
-    if (target.id === actor.id && action === 'revoke') throw forbidden(request, SELF_REVOKE)
-    if (target.id === actor.id && action === 'update') throw forbidden(request, SELF_ENFORCE)
+    if (target.id === actor.id && action !== 'read') throw forbidden(request, self)
     const why = refusal(ctx.abilities(actor), action, targetSubject(type, target))
     if (why !== null) throw forbidden(request, why)
     return { actor, target, tenant: ref.tenant }
@@ -52,6 +52,13 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
   scope.delete<UserRoute>('/users/:userId/secret', { schema: { params: userParams } }, async (request, reply) => {
     const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret')
     await op.revoke(target.id, { tenant, actorId: actor.id, request })
+    return reply.code(204).send()
+  })
+
+  // R10: whoever may revoke a user's secret may end that user's lock; never oneself
+  scope.delete<UserRoute>('/users/:userId/lock', { schema: { params: userParams } }, async (request, reply) => {
+    const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret', SELF_UNLOCK)
+    await op.unlock(target.id, { tenant, actorId: actor.id, request })
     return reply.code(204).send()
   })
 

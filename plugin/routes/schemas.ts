@@ -16,6 +16,14 @@ export const codeBody = (digits: number) => ({
   properties: { code: { type: 'string', pattern: `^[0-9]{${digits}}$` } }
 })
 
+/** A recovery code as typed: the route forgives case, spaces and dashes, then checks the shape. */
+export const recoveryBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['code'],
+  properties: { code: { type: 'string', minLength: 1, maxLength: 64 } }
+}
+
 export const userParams = {
   type: 'object',
   required: ['userId'],

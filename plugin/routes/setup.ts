@@ -5,6 +5,7 @@ import { seal } from '../crypto/seal.js'
 import {
   TotpAlreadyEnabledError, TotpBadRequestError, TotpSetupThrottledError, TotpUnavailableError
 } from '../errors.js'
+import { generateRecoveryCodes } from '../recovery.js'
 import { markVerified } from '../sessions.js'
 import { encodeSecret, generateSecret, keyUri } from '../totp/index.js'
 import type { SetupResult, TotpUser } from '../types.js'
@@ -73,9 +74,15 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowSetupRequired: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
-    const gen = await decideCode(ctx, { request, reply, ref, kind: 'confirm' })
+    // R9: the first set of recovery codes is stored with the secret's activation, in one step
+    const recoveryCodes = ctx.opts.recoveryCodes === null ? undefined : generateRecoveryCodes(ctx.opts.recoveryCodes)
+    const { gen } = await decideCode(ctx, { request, reply, ref, kind: 'confirm', recoveryCodes })
     await markVerified(request, ref, gen)
     ctx.emit(request, { type: 'setup.confirmed', ...ref, ip: request.ip })
+    if (recoveryCodes !== undefined) {
+      ctx.emit(request, { type: 'recovery.generated', ...ref, ip: request.ip, recoveryCodesLeft: recoveryCodes.length })
+      return { enabled: true, verified: true, recoveryCodes }
+    }
     return { enabled: true, verified: true }
   })
 }

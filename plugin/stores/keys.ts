@@ -33,6 +33,11 @@ export class KeyLayout {
     return `${tag}p:${enc(ref.userId)}`
   }
 
+  /** The keyed hashes of the user's recovery codes (a set). */
+  recovery (ref: UserRef, tag = this.userTag(ref)): string {
+    return `${tag}r:${enc(ref.userId)}`
+  }
+
   settings (tenant: string, shard: number): string {
     return `${this.tag(tenant, shard)}t`
   }

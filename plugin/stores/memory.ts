@@ -1,10 +1,22 @@
 import {
-  DEFAULT_SETUP_POLICY, type AttemptInput, type AttemptResult, type CheckState, type GateState, type SetupOffer,
-  type SetupResult, type StorePolicy, type TenantSettings, type UserRef
+  DEFAULT_SETUP_POLICY, LOCKED_UNTIL_UNLOCK, type AttemptInput, type AttemptResult, type CheckState, type GateState,
+  type SetupOffer,
+  type RecoveryResult, type SetupResult, type StorePolicy, type TenantSettings, type UserRef
 } from '../types.js'
-import type { TotpStore } from './store.js'
+import { checkPolicy, type TotpStore } from './store.js'
 
-interface Row { s?: string; l?: number; f?: number; k?: number; e?: boolean; g: number; sw?: number; sc?: number }
+interface Row {
+  s?: string;
+  l?: number;
+  f?: number;
+  k?: number;
+  e?: boolean;
+  g: number;
+  sw?: number;
+  sc?: number
+  /** Keyed hashes of the recovery codes. */
+  r?: Set<string>
+}
 interface Pending { sealed: string; qr: string; expiresAt: number }
 
 /**
@@ -18,7 +30,9 @@ export class MemoryTotpStore implements TotpStore {
   private readonly ips = new Map<string, { count: number; expiresAt: number }>()
   private readonly tenants = new Map<string, TenantSettings>()
 
-  constructor (private readonly policy: StorePolicy) {}
+  constructor (private readonly policy: StorePolicy) {
+    checkPolicy(policy)
+  }
 
   private id (ref: UserRef): string { return JSON.stringify([ref.tenant, ref.userId]) }
   private row (ref: UserRef): Row {
@@ -85,6 +99,7 @@ export class MemoryTotpStore implements TotpStore {
   async attempt (ref: UserRef, a: AttemptInput): Promise<AttemptResult> {
     const now = Date.now()
     const row = this.row(ref)
+    if ((row.k ?? 0) >= LOCKED_UNTIL_UNLOCK) return { ok: false, reason: 'locked', retryAfterMs: null }
     if ((row.k ?? 0) > now) return { ok: false, reason: 'locked', retryAfterMs: row.k! - now }
     const ip = this.policy.ip !== null && a.ip !== null ? this.ipEntry(a.ip, now) : undefined
     if (ip !== undefined && ip.count >= this.policy.ip!.maxFailures) {
@@ -97,21 +112,31 @@ export class MemoryTotpStore implements TotpStore {
     } else if (row.s === undefined) {
       return { ok: false, reason: 'not-enabled' }
     }
-    if (a.step === null || a.step <= (row.l ?? -1)) return this.charge(row, a.ip, now)
+    const right = a.kind === 'recover'
+      ? (a.recovery ?? []).some((h) => row.r?.delete(h) === true)
+      : a.step !== null && a.step > (row.l ?? -1)
+    if (!right) return this.charge(row, a.ip, now)
     delete row.f
     delete row.k
-    row.l = a.step
-    if (a.kind === 'verify') return { ok: true, gen: row.g }
+    if (a.kind !== 'confirm') {
+      if (a.kind === 'verify') row.l = a.step!
+      return { ok: true, gen: row.g, recoveryCodesLeft: row.r?.size ?? 0 }
+    }
+    row.l = a.step!
     row.s = a.pending
+    row.r = new Set(a.recovery)
     this.pendings.delete(this.id(ref))
-    return { ok: true, gen: ++row.g }
+    return { ok: true, gen: ++row.g, recoveryCodesLeft: row.r.size }
   }
 
   private charge (row: Row, ip: string | null, now: number): AttemptResult {
-    const { freeFailures, lockMs, maxLockMs } = this.policy.lock
+    const { freeFailures, lockMs, maxLockMs, maxFailures } = this.policy.lock
     const failures = row.f = (row.f ?? 0) + 1
-    let lockedForMs = 0
-    if (failures >= freeFailures) {
+    let lockedForMs: number | null = 0
+    if (maxFailures > 0 && failures >= maxFailures) {
+      lockedForMs = null
+      row.k = LOCKED_UNTIL_UNLOCK
+    } else if (failures >= freeFailures) {
       lockedForMs = Math.min(lockMs * 2 ** Math.min(failures - freeFailures, 40), maxLockMs)
       row.k = now + lockedForMs
     }
@@ -141,8 +166,29 @@ export class MemoryTotpStore implements TotpStore {
     delete row.l
     delete row.f
     delete row.k
+    delete row.r
     this.pendings.delete(this.id(ref))
     row.g++
+    return had
+  }
+
+  async setRecoveryCodes (ref: UserRef, gen: number, hashes: string[]): Promise<RecoveryResult> {
+    const row = this.rows.get(this.id(ref))
+    if (row?.s === undefined) return { ok: false, reason: 'not-enabled' }
+    if (row.g !== gen) return { ok: false, reason: 'changed' }
+    row.r = new Set(hashes)
+    return { ok: true, count: row.r.size }
+  }
+
+  async recoveryCodesLeft (ref: UserRef): Promise<number> {
+    return this.rows.get(this.id(ref))?.r?.size ?? 0
+  }
+
+  async unlock (ref: UserRef): Promise<boolean> {
+    const row = this.rows.get(this.id(ref))
+    const had = row?.f !== undefined || row?.k !== undefined
+    delete row?.f
+    delete row?.k
     return had
   }
 

@@ -2,11 +2,11 @@ import { readFileSync } from 'node:fs'
 import type { Cluster, Redis, Result } from 'ioredis'
 import {
   DEFAULT_SETUP_POLICY, type AttemptInput, type AttemptResult, type CheckState, type GateState, type SetupOffer,
-  type SetupResult, type StorePolicy, type TenantSettings, type UserRef
+  type RecoveryResult, type SetupResult, type StorePolicy, type TenantSettings, type UserRef
 } from '../types.js'
 import { KeyLayout } from './keys.js'
 import { prepareRedis, type PrepareOptions } from './layout.js'
-import type { TotpStore } from './store.js'
+import { checkPolicy, type TotpStore } from './store.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -15,10 +15,12 @@ declare module 'ioredis' {
     totpSetup(
       user: string, pending: string, sealed: string, qr: string, ttlMs: number, maxStarts: number, windowMs: number
     ): Result<unknown, Context>
-    /** KEYS: user, pending[, ip]: the number of keys comes first. */
+    /** KEYS: user, pending, recovery[, ip]: the number of keys comes first. */
     totpAttempt(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown, Context>
     totpIp(ip: string, op: 'check' | 'charge', windowMs: number, max: number): Result<unknown, Context>
-    totpRevoke(user: string, pending: string): Result<unknown, Context>
+    totpRevoke(user: string, pending: string, recovery: string): Result<unknown, Context>
+    /** KEYS: user, recovery: the number of keys comes first. */
+    totpRecovery(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown, Context>
   }
 }
 
@@ -29,7 +31,8 @@ const SCRIPTS = {
   totpSetup: { file: 'setup', keys: 2 },
   totpAttempt: { file: 'attempt', keys: null },
   totpIp: { file: 'ip', keys: 1 },
-  totpRevoke: { file: 'revoke', keys: 2 }
+  totpRevoke: { file: 'revoke', keys: 3 },
+  totpRecovery: { file: 'recovery', keys: null }
 } as const
 
 const lua = (file: string): string => readFileSync(new URL(`./lua/${file}.lua`, import.meta.url), 'utf8')
@@ -88,16 +91,22 @@ export function decodeAttemptReply (reply: unknown): AttemptResult {
   const s = 'attempt.lua'
   const r = Array.isArray(reply) ? reply : []
   switch (r[0]) {
-    case 'ok': return { ok: true, gen: int(s, reply, list(s, reply, 2)[1]) }
-    case 'locked':
+    case 'ok':
+      list(s, reply, 3)
+      return { ok: true, gen: int(s, reply, r[1]), recoveryCodesLeft: int(s, reply, r[2]) }
+    case 'locked': {
+      const ms = int(s, reply, list(s, reply, 2)[1])
+      return { ok: false, reason: 'locked', retryAfterMs: ms < 0 ? null : ms }
+    }
     case 'ip-locked': return { ok: false, reason: r[0], retryAfterMs: int(s, reply, list(s, reply, 2)[1]) }
     case 'failed': {
       list(s, reply, 4)
+      const lock = int(s, reply, r[2])
       return {
         ok: false,
         reason: 'failed',
         failures: int(s, reply, r[1]),
-        lockedForMs: int(s, reply, r[2]),
+        lockedForMs: lock < 0 ? null : lock,
         ipLockedForMs: int(s, reply, r[3])
       }
     }
@@ -128,6 +137,19 @@ export function decodeSetupReply (reply: unknown): SetupResult {
   }
 }
 
+export function decodeRecoveryReply (reply: unknown): RecoveryResult {
+  const s = 'recovery.lua'
+  const r = Array.isArray(reply) ? reply : []
+  switch (r[0]) {
+    case 'ok': return { ok: true, count: int(s, reply, list(s, reply, 2)[1]) }
+    case 'not-enabled':
+    case 'changed':
+      list(s, reply, 1)
+      return { ok: false, reason: r[0] }
+    default: throw new StoreReplyError(s, reply)
+  }
+}
+
 export interface RedisTotpStoreOptions extends StorePolicy {
   client: Redis | Cluster
   /** @default 'totp:' */
@@ -147,7 +169,7 @@ export class RedisTotpStore implements TotpStore {
 
   constructor (opts: RedisTotpStoreOptions) {
     this.client = opts.client
-    this.policy = { lock: opts.lock, ip: opts.ip, setup: opts.setup }
+    this.policy = checkPolicy({ lock: opts.lock, ip: opts.ip, setup: opts.setup })
     this.keys = new KeyLayout(opts.keyPrefix ?? 'totp:', opts.settingsShards ?? 64)
     this.standalone = !this.client.isCluster
     for (const [name, s] of Object.entries(SCRIPTS)) {
@@ -190,10 +212,10 @@ export class RedisTotpStore implements TotpStore {
   async attempt (ref: UserRef, a: AttemptInput): Promise<AttemptResult> {
     const { lock, ip: ipPolicy } = this.policy
     const tag = this.keys.userTag(ref)
-    const keys = [this.keys.user(ref, tag), this.keys.pending(ref, tag)]
+    const keys = [this.keys.user(ref, tag), this.keys.pending(ref, tag), this.keys.recovery(ref, tag)]
     const ipKey = ipPolicy !== null && a.ip !== null ? this.keys.ip(a.ip) : null
     const args = [a.kind, a.gen, a.step ?? -1, a.pending ?? '', lock.freeFailures, lock.lockMs, lock.maxLockMs,
-      ipPolicy?.windowMs ?? 0, ipPolicy?.maxFailures ?? 0]
+      ipPolicy?.windowMs ?? 0, ipPolicy?.maxFailures ?? 0, lock.maxFailures, ...(a.recovery ?? [])]
     if (ipKey === null || this.standalone) {
       if (ipKey !== null) keys.push(ipKey)
       return decodeAttemptReply(await this.client.totpAttempt(keys.length, ...keys, ...args))
@@ -214,8 +236,25 @@ export class RedisTotpStore implements TotpStore {
 
   async revoke (ref: UserRef): Promise<boolean> {
     const tag = this.keys.userTag(ref)
-    const reply = await this.client.totpRevoke(this.keys.user(ref, tag), this.keys.pending(ref, tag))
+    const reply = await this.client.totpRevoke(this.keys.user(ref, tag), this.keys.pending(ref, tag),
+      this.keys.recovery(ref, tag))
     return int('revoke.lua', reply, reply) === 1
+  }
+
+  async setRecoveryCodes (ref: UserRef, gen: number, hashes: string[]): Promise<RecoveryResult> {
+    const tag = this.keys.userTag(ref)
+    return decodeRecoveryReply(
+      await this.client.totpRecovery(2, this.keys.user(ref, tag), this.keys.recovery(ref, tag), gen, ...hashes)
+    )
+  }
+
+  async recoveryCodesLeft (ref: UserRef): Promise<number> {
+    return this.client.scard(this.keys.recovery(ref))
+  }
+
+  // one command: failures and lock go together
+  async unlock (ref: UserRef): Promise<boolean> {
+    return (await this.client.hdel(this.keys.user(ref), 'f', 'k')) > 0
   }
 
   async setEnforced (ref: UserRef, enforced: boolean): Promise<void> {

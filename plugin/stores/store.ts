@@ -1,6 +1,9 @@
 import type {
-  AttemptInput, AttemptResult, CheckState, GateState, SetupOffer, SetupResult, StorePolicy, TenantSettings, UserRef
+  AttemptInput, AttemptResult, CheckState, GateState, RecoveryResult, SetupOffer, SetupResult, StorePolicy,
+  TenantSettings, UserRef
 } from '../types.js'
+
+import { TotpOptionsError } from '../errors.js'
 
 export type { StorePolicy }
 
@@ -26,8 +29,16 @@ export interface TotpStore {
    * secret), and anything else is charged to the user and the IP.
    */
   attempt(ref: UserRef, input: AttemptInput): Promise<AttemptResult>
-  /** Deletes secret, pending setup, replay and lock state at once; returns whether a secret or setup existed. */
+  /**
+   * Deletes secret, pending setup, recovery codes, replay and lock state at once; returns whether
+   * a secret or setup existed.
+   */
   revoke(ref: UserRef): Promise<boolean>
+  /** Replaces the recovery codes (keyed hashes) of the active secret of generation `gen`. */
+  setRecoveryCodes(ref: UserRef, gen: number, hashes: string[]): Promise<RecoveryResult>
+  recoveryCodesLeft(ref: UserRef): Promise<number>
+  /** Ends a lock and its failure count (R10); returns whether there was either. */
+  unlock(ref: UserRef): Promise<boolean>
   setEnforced(ref: UserRef, enforced: boolean): Promise<void>
   getSettings(tenant: string): Promise<TenantSettings>
   setSettings(tenant: string, settings: TenantSettings): Promise<void>
@@ -37,5 +48,34 @@ export interface TotpStore {
 
 /** The methods `failClosed` bounds: every method of the contract. */
 export const STORE_METHODS = [
-  'gate', 'check', 'startSetup', 'attempt', 'revoke', 'setEnforced', 'getSettings', 'setSettings'
+  'gate', 'check', 'startSetup', 'attempt', 'revoke', 'setRecoveryCodes', 'recoveryCodesLeft', 'unlock',
+  'setEnforced', 'getSettings', 'setSettings'
 ] as const satisfies ReadonlyArray<keyof TotpStore>
+
+const whole = (name: string, v: unknown, min: number, max: number): void => {
+  if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+    throw new TotpOptionsError(`store policy ${name} must be an integer from ${min} to ${max}, got ${String(v)}`)
+  }
+}
+
+/**
+ * Checks a policy given to a store's constructor: a policy the scripts cannot read would turn
+ * every wrong code into a 503 that locks nobody (unlimited guessing).
+ */
+export function checkPolicy (policy: StorePolicy): StorePolicy {
+  const { lock, ip, setup } = policy ?? {}
+  if (lock === null || typeof lock !== 'object') throw new TotpOptionsError('store policy lock is required')
+  whole('lock.freeFailures', lock.freeFailures, 1, 1000)
+  whole('lock.lockMs', lock.lockMs, 1, Number.MAX_SAFE_INTEGER)
+  whole('lock.maxLockMs', lock.maxLockMs, lock.lockMs, Number.MAX_SAFE_INTEGER)
+  whole('lock.maxFailures', lock.maxFailures, 1, 100)
+  if (ip !== null) {
+    whole('ip.maxFailures', ip?.maxFailures, 1, Number.MAX_SAFE_INTEGER)
+    whole('ip.windowMs', ip?.windowMs, 1, Number.MAX_SAFE_INTEGER)
+  }
+  if (setup !== undefined) {
+    whole('setup.maxStarts', setup.maxStarts, 1, Number.MAX_SAFE_INTEGER)
+    whole('setup.windowMs', setup.windowMs, 1, Number.MAX_SAFE_INTEGER)
+  }
+  return policy
+}
