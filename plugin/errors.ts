@@ -31,6 +31,10 @@ export const TotpSetupThrottledError = refusal(
 export const TotpEnrolFirstError = refusal(
   'FST_TOTP_ENROL_FIRST', 'Set up TOTP for yourself before enforcing it on every user', 409
 )
+export const TotpStepUpRequiredError = refusal(
+  'FST_TOTP_STEP_UP_REQUIRED', 'This route needs a fresh TOTP code', 401
+)
+export const TotpDeviceNotFoundError = refusal('FST_TOTP_DEVICE_NOT_FOUND', 'No such trusted device', 404)
 export const TotpUnavailableError = createError(
   'FST_TOTP_UNAVAILABLE', 'TOTP service unavailable, try again shortly', 503
 )

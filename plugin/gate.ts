@@ -1,17 +1,27 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { userRef, type TotpContext } from './context.js'
-import { TotpRequiredError, TotpSetupRequiredError, TotpUnavailableError } from './errors.js'
-import type { GateState, TotpRouteConfig, TotpUser, UserRef } from './types.js'
+import { deviceCookie, deviceValid } from './devices.js'
+import {
+  TotpRequiredError, TotpSetupRequiredError, TotpStepUpRequiredError, TotpUnavailableError
+} from './errors.js'
+import { markVerified } from './sessions.js'
+import type { GateState, TotpRouteConfig, TotpSessionState, TotpUser, UserRef } from './types.js'
 import { keepRead } from './verification.js'
 
 /**
  * The hook that decides, for every request, whether the session must still present a code.
  * Protected by default: only `config: { totp: false }` opts a route out. It runs at
  * `preValidation`, once the body has arrived, so that a decision is never older than the
- * request it lets through; one store call (one Redis command) per signed-in request.
+ * request it lets through; one store call (one Redis command) per signed-in request, whatever
+ * the policies (roles, grace period, trusted device).
  */
 export function createGate (ctx: TotpContext) {
-  const { getUser } = ctx.opts
+  const { getUser, verifiedForMs, trustDevice } = ctx.opts
+
+  // the session's mark, if it is this user's under this generation and not too old
+  const fresh = (mark: TotpSessionState | undefined, ref: UserRef, now: number): boolean =>
+    mark != null && mark.u === ref.userId && mark.t === ref.tenant &&
+    (verifiedForMs === null || now - (mark.v ?? 0) <= verifiedForMs)
 
   return async function totpGate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const config = request.routeOptions.config.totp
@@ -33,46 +43,63 @@ export function createGate (ctx: TotpContext) {
     }
     if (config === false) return
     const ref = userRef(user)
+    const now = Date.now()
+    const mark = request.session?.totp
+    // a trusted device is looked up (in the same command) only for a session not verified yet
+    const device = trustDevice !== null && !fresh(mark, ref, now) ? deviceCookie(request, trustDevice.cookieName) : null
+    const roles = Array.isArray(user.roles) ? user.roles : []
+    const query = { roles, device: device?.id ?? null, mode: 'gate' as const }
     let state: GateState
     if (config?.readsCode === true) {
-      const read = await ctx.store.check(ref)
+      const read = await ctx.store.check(ref, query)
       keepRead(request, read)
       state = read.gate
     } else {
-      state = await ctx.store.gate(ref)
+      state = await ctx.store.gate(ref, query)
     }
-    decide(request, reply, config, user, ref, state)
+    // a custom store that answers something else than a state: fail closed
+    if (typeof state?.enabled !== 'boolean') {
+      throw new TotpUnavailableError({ cause: new TypeError('the store answered no gate state') })
+    }
+    let verified = state.enabled && fresh(mark, ref, now) && mark!.g === state.gen
+    // revoked or re-enrolled since, expired, or another user: the session loses its verified state
+    if (!verified && mark != null) request.session.totp = undefined
+    if (!verified && device !== null && state.enabled && deviceValid(state.device, device.token, state.gen)) {
+      await markVerified(request, ref, state.gen, 'device')
+      ctx.emit(request, { type: 'device.used', ...ref, ip: request.ip, deviceId: device.id })
+      verified = true
+    }
+    request.totp = { user, ref, state, verified }
+    decide(reply, config, state, verified, request.session?.totp, now)
   }
 }
 
-// A verified session passes; an enrolled user's unverified one gets 401; an enforced user
-// without TOTP gets 403 until set up (routes may allow either).
+// A verified session passes (a step-up route: verified by a code, recently enough); an enrolled
+// user's unverified one gets 401; a user without TOTP gets 403 where it is required, or enforced
+// once any grace period is over. Routes may allow either.
 function decide (
-  request: FastifyRequest,
   reply: FastifyReply,
   config: TotpRouteConfig | undefined,
-  user: TotpUser,
-  ref: UserRef,
-  state: GateState
+  state: GateState,
+  verified: boolean,
+  mark: TotpSessionState | undefined,
+  now: number
 ): void {
-  // a custom store that answers something else than a state: fail closed
-  if (typeof state?.enabled !== 'boolean') {
-    throw new TotpUnavailableError({ cause: new TypeError('the store answered no gate state') })
-  }
-  const session = request.session
-  const mark = session?.totp
-  const verified = mark != null && mark.u === ref.userId && mark.t === ref.tenant &&
-    state.enabled && mark.g === state.gen
-  // revoked or re-enrolled since, or another user: the session loses its verified state
-  if (!verified && mark != null) session.totp = undefined
-  request.totp = { user, ref, state, verified }
   if (state.enabled) {
-    if (verified || config?.allowUnverified === true) return
-    throw refusal(reply, new TotpRequiredError())
+    if (!verified) {
+      if (config?.allowUnverified === true) return
+      throw refusal(reply, new TotpRequiredError())
+    }
+    const maxAge = config?.maxAge
+    if (maxAge !== undefined && (mark?.d === 1 || now - (mark?.v ?? 0) > maxAge * 1000)) {
+      throw refusal(reply, new TotpStepUpRequiredError())
+    }
+    return
   }
-  if ((state.enforced || state.enforceAll) && config?.allowSetupRequired !== true) {
-    throw refusal(reply, new TotpSetupRequiredError())
-  }
+  if (config?.allowSetupRequired === true) return
+  if (config?.required === true || config?.maxAge !== undefined) throw refusal(reply, new TotpSetupRequiredError())
+  const enforced = state.enforced || state.enforceAll || state.roleEnforced
+  if (enforced && !(state.setupDeadline > now)) throw refusal(reply, new TotpSetupRequiredError())
 }
 
 // A refusal is never cached, whichever route it answers for.

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { lockOf, type TotpContext } from './context.js'
+import { TotpBadRequestError } from './errors.js'
 import type { TotpAbility } from './policy/abilities.js'
 import { DEFAULT_TENANT, type TenantSettings, type TotpUser } from './types.js'
 
@@ -8,8 +9,13 @@ export interface TotpUserStatus {
   enabled: boolean
   /** The per-user flag (R5). */
   enforced: boolean
-  /** No active secret while enforced for the user or the whole tenant: the next sign-in must set TOTP up. */
+  /**
+   * No active secret while enforced for the user, the whole tenant or (given a `TotpUser`) one of
+   * their roles: the next sign-in must set TOTP up.
+   */
   setupRequired: boolean
+  /** ISO time until which an enforced user without TOTP may still work (R14 grace period), or null. */
+  setupDeadline: string | null
   /** Locked out of code checks now (R10: possibly until unlocked). */
   locked: boolean
   /** ISO time the lock ends; null when not locked or locked until unlocked. */
@@ -33,8 +39,13 @@ export interface OperatorScope {
  * abilities — it is how a root user, who has no parent, gets reset. A store that
  * cannot answer rejects with 503 `FST_TOTP_UNAVAILABLE`.
  */
+/** A user by id, or the user itself (then their roles count for the tenant's `enforceRoles`). */
+export type UserOrId = string | Pick<TotpUser, 'id' | 'roles'>
+
 export interface TotpOperator {
-  status: (userId: string, scope?: OperatorScope) => Promise<TotpUserStatus>
+  status: (user: UserOrId, scope?: OperatorScope) => Promise<TotpUserStatus>
+  /** Many users at once, in pipelined round trips (the order of `users`). */
+  statuses: (users: UserOrId[], scope?: OperatorScope) => Promise<TotpUserStatus[]>
   /**
    * R4 effects at once: secret, pending setup, recovery codes, replay and lock state; verified
    * sessions end.
@@ -45,26 +56,43 @@ export interface TotpOperator {
   unlock: (userId: string, scope?: OperatorScope) => Promise<boolean>
   setEnforced: (userId: string, enforced: boolean, scope?: OperatorScope) => Promise<void>
   getSettings: (scope?: OperatorScope) => Promise<TenantSettings>
-  setSettings: (settings: TenantSettings, scope?: OperatorScope) => Promise<void>
+  /** Changes the settings given; the others keep their values. */
+  setSettings: (settings: Partial<TenantSettings>, scope?: OperatorScope) => Promise<void>
   /** The ability the plugin uses for this user (default rules or `defineAbilities`). */
   abilityFor: (user: TotpUser) => TotpAbility
 }
 
+function checkSettings (s: TenantSettings): void {
+  if (typeof s.enforceAll !== 'boolean') throw new TotpBadRequestError('enforceAll must be a boolean')
+  if (!Array.isArray(s.enforceRoles) || !s.enforceRoles.every((r) => typeof r === 'string' && r !== '' &&
+    !r.includes('\n') && Buffer.byteLength(r) <= 256)) {
+    throw new TotpBadRequestError('enforceRoles must be role names (1 to 256 bytes, no newline)')
+  }
+  if (!Number.isSafeInteger(s.gracePeriod) || s.gracePeriod < 0 || s.gracePeriod > 31_536_000) {
+    throw new TotpBadRequestError('gracePeriod must be whole seconds from 0 to 31536000')
+  }
+}
+
 export function createOperator (ctx: TotpContext): TotpOperator {
   const { store } = ctx
+  const statuses: TotpOperator['statuses'] = async (users, { tenant = DEFAULT_TENANT } = {}) => {
+    const items = users.map((u) => typeof u === 'string'
+      ? { ref: { tenant, userId: u }, roles: [] }
+      : { ref: { tenant, userId: u.id }, roles: u.roles ?? [] })
+    const looks = await store.looks(items)
+    return looks.map(({ state: s, recoveryCodesLeft }, i) => ({
+      userId: items[i].ref.userId,
+      enabled: s.enabled,
+      enforced: s.enforced,
+      setupRequired: !s.enabled && (s.enforced || s.enforceAll || s.roleEnforced),
+      setupDeadline: !s.enabled && s.setupDeadline > 0 ? new Date(s.setupDeadline).toISOString() : null,
+      ...lockOf(s),
+      recoveryCodesLeft: s.enabled ? recoveryCodesLeft : 0
+    }))
+  }
   return {
-    async status (userId, { tenant = DEFAULT_TENANT } = {}) {
-      const ref = { tenant, userId }
-      const [s, recoveryCodesLeft] = await Promise.all([store.gate(ref), store.recoveryCodesLeft(ref)])
-      return {
-        userId,
-        enabled: s.enabled,
-        enforced: s.enforced,
-        setupRequired: !s.enabled && (s.enforced || s.enforceAll),
-        ...lockOf(s),
-        recoveryCodesLeft: s.enabled ? recoveryCodesLeft : 0
-      }
-    },
+    status: async (user, scope) => (await statuses([user], scope))[0],
+    statuses,
     async unlock (userId, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
       const had = await store.unlock({ tenant, userId })
       ctx.emit(request ?? null, { type: 'unlocked', tenant, userId, actorId, ...(had ? {} : { reason: 'not locked' }) })
@@ -87,8 +115,10 @@ export function createOperator (ctx: TotpContext): TotpOperator {
     },
     getSettings: async ({ tenant = DEFAULT_TENANT } = {}) => store.getSettings(tenant),
     async setSettings (settings, { tenant = DEFAULT_TENANT, actorId, request } = {}) {
-      await store.setSettings(tenant, { enforceAll: settings.enforceAll })
-      ctx.emit(request ?? null, { type: 'settings.changed', tenant, actorId, enforceAll: settings.enforceAll })
+      const next = { ...await store.getSettings(tenant), ...settings }
+      checkSettings(next)
+      await store.setSettings(tenant, next)
+      ctx.emit(request ?? null, { type: 'settings.changed', tenant, actorId, ...next })
     },
     abilityFor: (user) => ctx.abilities(user)
   }

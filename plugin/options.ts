@@ -21,6 +21,13 @@ export interface LockoutOptions {
   maxFailures?: number
 }
 
+export interface TrustDeviceOptions {
+  /** Days a trusted browser passes without a code. @default 30 */
+  days?: number
+  /** The cookie that names the device. @default 'totp_device' */
+  cookieName?: string
+}
+
 export interface RecoveryCodeOptions {
   /** Codes in a set. @default 10 */
   count?: number
@@ -85,6 +92,16 @@ export interface FastifyTotpOptions {
    * and on `POST /totp/recovery-codes`; `POST /totp/recover` signs in with one. @default off
    */
   recoveryCodes?: RecoveryCodeOptions | boolean
+  /**
+   * Seconds a verified session stays verified; after that it must verify again (a trusted
+   * device passes it again). @default off
+   */
+  verifiedFor?: number
+  /**
+   * Trusted devices: `POST /totp/verify { code, trustDevice: true }` sets an HttpOnly cookie
+   * with which later sign-ins in that browser pass without a code. @default off
+   */
+  trustDevice?: TrustDeviceOptions | boolean
   /** Per-IP failure budget across users; `false` turns it off. */
   ipLimit?: IpLimitOptions | false
   /** Milliseconds a store call may take before the request fails closed with 503. @default 2000 */
@@ -116,6 +133,7 @@ export const DEFAULT_LOCKOUT: Required<LockoutOptions> = {
   freeFailures: 5, lockSeconds: 30, maxLockSeconds: 900, maxFailures: 20
 }
 export const DEFAULT_RECOVERY_CODES: Required<RecoveryCodeOptions> = { count: 10 }
+export const DEFAULT_TRUST_DEVICE: Required<TrustDeviceOptions> = { days: 30, cookieName: 'totp_device' }
 /** NIST SP 800-63B (rev. 3 5.2.2, rev. 4 3.2.2): at most 100 failed attempts in a row per account. */
 export const MAX_FAILURES_LIMIT = 100
 export const DEFAULT_IP_LIMIT: Required<IpLimitOptions> = { maxFailures: 50, windowSeconds: 900, ipv6PrefixLength: 64 }
@@ -136,6 +154,10 @@ export interface ResolvedOptions {
   lock: LockPolicy
   /** Codes in a recovery set; null: recovery codes are off. */
   recoveryCodes: number | null
+  /** How long a verified session stays verified; null: until it ends. */
+  verifiedForMs: number | null
+  /** Trusted devices; null: off. */
+  trustDevice: { ttlMs: number; cookieName: string } | null
   ip: IpPolicy | null
   /** IPv6 addresses are counted by networks of this prefix length. */
   ipv6PrefixLength: number
@@ -150,13 +172,15 @@ export interface ResolvedOptions {
 const KNOWN: Record<string, ReadonlyArray<string>> = {
   '': [
     'getUser', 'findUser', 'redis', 'store', 'encryptionKey', 'issuer', 'prefix', 'keyPrefix', 'algorithm', 'digits',
-    'period', 'window', 'setupTtl', 'setupLimit', 'lockout', 'recoveryCodes', 'ipLimit', 'timeout', 'settingsShards',
+    'period', 'window', 'setupTtl', 'setupLimit', 'lockout', 'recoveryCodes', 'verifiedFor', 'trustDevice', 'ipLimit',
+    'timeout', 'settingsShards',
     'allowNewKeyPrefix', 'defineAbilities', 'onEvent'
   ],
   lockout: Object.keys(DEFAULT_LOCKOUT),
   ipLimit: Object.keys(DEFAULT_IP_LIMIT),
   setupLimit: Object.keys(DEFAULT_SETUP_LIMIT),
-  recoveryCodes: Object.keys(DEFAULT_RECOVERY_CODES)
+  recoveryCodes: Object.keys(DEFAULT_RECOVERY_CODES),
+  trustDevice: Object.keys(DEFAULT_TRUST_DEVICE)
 }
 
 const fail = (message: string): never => { throw new TotpOptionsError(message) }
@@ -225,6 +249,21 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
     const count = (rc === true ? DEFAULT_RECOVERY_CODES : { ...DEFAULT_RECOVERY_CODES, ...rc }).count
     recoveryCodes = int('recoveryCodes.count', count, 1, 50)
   }
+  const verifiedForMs = opts.verifiedFor === undefined
+    ? null
+    : 1000 * positiveInt('verifiedFor', opts.verifiedFor, 86400 * 366)
+  const td = opts.trustDevice
+  if (td !== undefined && typeof td !== 'boolean' && (td === null || typeof td !== 'object' || Array.isArray(td))) {
+    fail('trustDevice must be true, false or { days, cookieName }')
+  }
+  let trustDevice: ResolvedOptions['trustDevice'] = null
+  if (td !== undefined && td !== false) {
+    const t = td === true ? DEFAULT_TRUST_DEVICE : { ...DEFAULT_TRUST_DEVICE, ...td }
+    if (typeof t.cookieName !== 'string' || !/^[\w-]{1,64}$/.test(t.cookieName)) {
+      fail('trustDevice.cookieName must be 1 to 64 letters, digits, "_" or "-"')
+    }
+    trustDevice = { ttlMs: 86_400_000 * positiveInt('trustDevice.days', t.days, 400), cookieName: t.cookieName }
+  }
   let ip: IpPolicy | null = null
   const ipLimit = { ...DEFAULT_IP_LIMIT, ...(opts.ipLimit === false ? {} : opts.ipLimit) }
   const ipv6PrefixLength = int('ipLimit.ipv6PrefixLength', ipLimit.ipv6PrefixLength, 16, 128)
@@ -264,6 +303,8 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
     setup,
     lock,
     recoveryCodes,
+    verifiedForMs,
+    trustDevice,
     ip,
     ipv6PrefixLength,
     timeout: positiveInt('timeout', opts.timeout ?? DEFAULT_TIMEOUT, 60000),

@@ -1,10 +1,16 @@
 import type { FastifyRequest } from 'fastify'
 import type { UserRef } from './types.js'
 
-/** A new session id once a code is verified; the app's own session data is carried over. */
-export async function markVerified (request: FastifyRequest, ref: UserRef, gen: number): Promise<void> {
+/**
+ * A new session id once a code (or a trusted device) is verified; the app's own session data is
+ * carried over. The mark remembers when, so that step-up (`maxAge`) and `verifiedFor` can ask again.
+ */
+export async function markVerified (
+  request: FastifyRequest, ref: UserRef, gen: number, by: 'code' | 'device' = 'code'
+): Promise<void> {
   // the mark goes in with the new session's first write (the save on send then has nothing new)
-  request.session.totp = { t: ref.tenant, u: ref.userId, g: gen }
+  const mark = { t: ref.tenant, u: ref.userId, g: gen, v: Date.now() }
+  request.session.totp = by === 'device' ? { ...mark, d: 1 } : mark
   const keep = Object.keys(request.session).filter((k) => k !== 'cookie')
   try {
     await request.session.regenerate(keep)

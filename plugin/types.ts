@@ -26,6 +26,7 @@ export type TotpEventType =
   | 'verify.succeeded' | 'verify.failed' | 'attempt.refused' | 'locked' | 'ip.locked'
   | 'secret.revoked' | 'enforcement.changed' | 'settings.changed'
   | 'recovery.generated' | 'recovery.used' | 'recovery.failed' | 'unlocked'
+  | 'device.trusted' | 'device.used' | 'device.forgotten'
 
 /** An audit event, logged with the request's logger and passed to `onEvent`. */
 export interface TotpEvent {
@@ -47,6 +48,10 @@ export interface TotpEvent {
   reason?: string
   enforced?: boolean
   enforceAll?: boolean
+  enforceRoles?: string[]
+  gracePeriod?: number
+  /** The trusted device concerned, for device events. */
+  deviceId?: string
 }
 
 /** What the gate reads for one request, in one store call (one Redis command). */
@@ -57,10 +62,19 @@ export interface GateState {
   enforced: boolean
   /** TOTP is enforced for the whole tenant. */
   enforceAll: boolean
+  /** TOTP is enforced for a role the user holds (the tenant's `enforceRoles`, R13). */
+  roleEnforced: boolean
+  /**
+   * Epoch ms until which an enforced user without TOTP may keep working (the tenant's
+   * `gracePeriod`, R14, counted from the first request the gate saw them enforced); 0: none.
+   */
+  setupDeadline: number
   /** Bumped by every activation and revocation: a verified session remembers it. */
   gen: number
   /** Epoch ms until which the user is locked out; 0 when not locked; `LOCKED_UNTIL_UNLOCK` until unlocked. */
   lockedUntil: number
+  /** The record of the trusted device the request named (R15), '' when none or unknown. */
+  device: string
 }
 
 /**
@@ -123,7 +137,32 @@ export type RecoveryResult =
   | { ok: true; count: number }
   | { ok: false; reason: 'not-enabled' | 'changed' }
 
-export interface TenantSettings { enforceAll: boolean }
+export interface TenantSettings {
+  /** TOTP enforced on every user of the tenant (R7). */
+  enforceAll: boolean
+  /** TOTP enforced on every user holding any of these roles (R13). @default [] */
+  enforceRoles: string[]
+  /** Seconds an enforced user without TOTP may keep working, from the first request seen enforced (R14). @default 0 */
+  gracePeriod: number
+}
+
+/** A user whose state an operator reads (`statuses`), with the roles that count for `enforceRoles`. */
+export interface LookItem { ref: UserRef; roles: string[] }
+/** A look's answer: the gate's state (nothing started) and the recovery codes left. */
+export interface LookResult { state: GateState; recoveryCodesLeft: number }
+
+/** What the gate tells the store about the request, besides who it is. */
+export interface GateQuery {
+  /** The user's roles, for the tenant's `enforceRoles`. */
+  roles: string[]
+  /** A trusted device's id the request's cookie names (R15), or null. */
+  device: string | null
+  /**
+   * `gate`: a request of the user (starts the grace period of an enforced user without TOTP);
+   * `look`: an operator's or an admin's read, which starts nothing.
+   */
+  mode: 'gate' | 'look'
+}
 
 /** `maxFailures`: failures in a row after which the lock lasts until unlocked (R10). */
 export interface LockPolicy { freeFailures: number; lockMs: number; maxLockMs: number; maxFailures: number }
@@ -154,13 +193,18 @@ export type SetupResult =
   | { status: 'already-enabled' }
 
 /**
- * What a session remembers for the plugin: which user (tenant `t`, id `u`) verified a code
- * under which secret generation `g`.
+ * What a session remembers for the plugin: which user (tenant `t`, id `u`) verified under
+ * which secret generation `g`, when (`v`, epoch ms), and whether by a trusted device (`d`)
+ * rather than a code.
  */
 export interface TotpSessionState {
   t: string
   u: string
   g: number
+  /** When the session verified (a mark without it counts as verified long ago). */
+  v?: number
+  /** Verified by a trusted device: never enough for step-up (R12). */
+  d?: 1
 }
 
 /** Per-route settings: `false` opts a route out of the gate (sign-in, sign-out, static assets). */
@@ -169,6 +213,13 @@ export interface TotpRouteConfig {
   allowUnverified?: boolean
   /** Answer while an enforced user still has to set TOTP up (the setup routes). @default false */
   allowSetupRequired?: boolean
+  /** R11: users without an active secret get 403 `FST_TOTP_SETUP_REQUIRED` here, enforced or not. @default false */
+  required?: boolean
+  /**
+   * R12 step-up: the session must have verified a code (not a trusted device) within this many
+   * seconds, else 401 `FST_TOTP_STEP_UP_REQUIRED`; implies `required`.
+   */
+  maxAge?: number
   /** @internal Set by the plugin on the routes that check a code: the gate also reads the user's secrets. */
   readsCode?: boolean
 }

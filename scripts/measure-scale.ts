@@ -79,7 +79,7 @@ async function memoryPerUser (): Promise<Record<string, number>> {
     await store.startSetup(pendingRef, { sealed: sealedPending, qr, ttlMs: 600_000 })
     const pending = Number(await redis.memory('USAGE', layout.pending(pendingRef), 'SAMPLES', 0))
     // tenant settings: one copy per shard
-    await store.setSettings('default', { enforceAll: true })
+    await store.setSettings('default', { enforceAll: true, enforceRoles: [], gracePeriod: 0 })
     let settings = 0
     for (let s = 0; s < DEFAULT_SETTINGS_SHARDS; s++) {
       settings += Number(await redis.memory('USAGE', layout.settings('default', s), 'SAMPLES', 0))

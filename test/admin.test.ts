@@ -87,7 +87,7 @@ t.test('R8 status never contains a secret', async (t) => {
   const m = new Agent(app)
   await m.login('manager')
   const res = await m.get('/totp/users/alice')
-  t.same(res.json(), { userId: 'alice', enabled: true, enforced: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
+  t.same(res.json(), { userId: 'alice', enabled: true, enforced: false, setupRequired: false, setupDeadline: null, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
   t.notOk(res.body.includes(secret))
 })
 
@@ -108,7 +108,7 @@ t.test('R6 disabling TOTP: clear enforcement + revoke, and the user then signs i
   const after = new Agent(app)
   await after.login('alice')
   t.equal((await after.get('/api/profile')).statusCode, 200, 'no TOTP step')
-  t.same((await after.get('/totp/status')).json(), { enabled: false, enforced: false, verified: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
+  t.same((await after.get('/totp/status')).json(), { enabled: false, enforced: false, verified: false, setupRequired: false, setupDeadline: null, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
   t.notOk(codeFor(secret) === '', 'secret was real')
   const adminEvents = events.filter((e) => ['enforcement.changed', 'secret.revoked'].includes(e.type as string))
   t.match(adminEvents, [
@@ -369,7 +369,7 @@ t.test('R7 tenant-wide enforcement: every user of the tenant without TOTP must s
   t.equal((await otherAlice.get('/api/profile')).statusCode, 200, 'tenant other untouched')
   await app.totp.setSettings({ enforceAll: false })
   t.equal((await bob.get('/api/profile')).statusCode, 200)
-  t.same(await app.totp.getSettings(), { enforceAll: false })
+  t.same(await app.totp.getSettings(), { enforceAll: false, enforceRoles: [], gracePeriod: 0 })
 })
 
 t.test('R4 the operator decorator resets a root user (no parent), without ability checks', async (t) => {

@@ -157,7 +157,7 @@ t.test('cluster: R7 tenant-wide enforcement reaches users on every master (setti
     return a
   }))
   const { agent: admin } = await enrol(app, 'admin') // R7: enforcing on all needs one's own secret first
-  t.same((await admin.put('/totp/settings', { enforceAll: true })).json(), { enforceAll: true })
+  t.same((await admin.put('/totp/settings', { enforceAll: true })).json(), { enforceAll: true, enforceRoles: [], gracePeriod: 0 })
   const copies = await clusterKeys(client, `${keyPrefix}{default:*}t`)
   t.same([...copies.values()].reduce((n, keys) => n + keys.length, 0), DEFAULT_SETTINGS_SHARDS, 'one copy per shard')
   t.ok([...copies.values()].every((keys) => keys.length > 0), 'copies on every master')
@@ -166,8 +166,8 @@ t.test('cluster: R7 tenant-wide enforcement reaches users on every master (setti
     t.equal(res.statusCode, 403, `${sample[i]} (master ${[...by.keys()][i]}) must set up`)
     t.equal(res.json().code, 'FST_TOTP_SETUP_REQUIRED')
   }
-  t.same((await admin.get('/totp/settings')).json(), { enforceAll: true }, 'the admin, enrolled, still reads them')
-  t.same(await app.totp.getSettings(), { enforceAll: true })
+  t.same((await admin.get('/totp/settings')).json(), { enforceAll: true, enforceRoles: [], gracePeriod: 0 }, 'the admin, enrolled, still reads them')
+  t.same(await app.totp.getSettings(), { enforceAll: true, enforceRoles: [], gracePeriod: 0 })
   await app.totp.setSettings({ enforceAll: false })
   for (const a of agents) t.equal((await a.get('/api/profile')).statusCode, 200, 'cleared everywhere')
 })

@@ -5,7 +5,7 @@ t.test('R1 self-enrolment: setup gives secret, otpauth URI and PNG QR; the confi
   const { app } = await build(t)
   const agent = new Agent(app)
   await agent.login('alice')
-  t.same((await agent.get('/totp/status')).json(), { enabled: false, enforced: false, verified: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
+  t.same((await agent.get('/totp/status')).json(), { enabled: false, enforced: false, verified: false, setupRequired: false, setupDeadline: null, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
   const setup = await agent.post('/totp/setup')
   t.equal(setup.statusCode, 201)
   t.equal(setup.headers['cache-control'], 'no-store')
@@ -19,7 +19,7 @@ t.test('R1 self-enrolment: setup gives secret, otpauth URI and PNG QR; the confi
   const confirm = await agent.post('/totp/setup/confirm', { code: codeFor(body.secret) })
   t.equal(confirm.statusCode, 200)
   t.same(confirm.json(), { enabled: true, verified: true })
-  t.same((await agent.get('/totp/status')).json(), { enabled: true, enforced: false, verified: true, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
+  t.same((await agent.get('/totp/status')).json(), { enabled: true, enforced: false, verified: true, setupRequired: false, setupDeadline: null, locked: false, lockedUntil: null, recoveryCodesLeft: 0 })
   t.equal((await agent.get('/api/profile')).statusCode, 200, 'the enrolling session is verified')
 })
 
@@ -77,6 +77,7 @@ t.test('R3 gate: a new session of an enrolled user gets 401 FST_TOTP_REQUIRED un
     enforced: false,
     verified: false,
     setupRequired: false,
+    setupDeadline: null,
     locked: false,
     lockedUntil: null,
     recoveryCodesLeft: 0

@@ -119,3 +119,39 @@ t.test('S3/S4 a code check costs the gate\'s read and one deciding script, a rig
   t.equal(writes.length, 1, 'S5: the new session is written once (regenerate), not again on send')
   t.equal(right.sessions.filter((args) => /^del$/i.test(args[0])).length, 1, 'and the old one deleted')
 })
+
+t.test('R3/R11–R15 gate cost: still one Redis command per gated request with every policy (roles, grace, step-up, required, trusted device)', async (t) => {
+  const { app, during } = await monitored(t, {
+    plugin: { trustDevice: true, verifiedFor: 3600 },
+    before: (a) => {
+      a.get('/api/payments', { config: { totp: { required: true } } }, async () => ({ ok: true }))
+      a.get('/api/transfer', { config: { totp: { maxAge: 3600 } } }, async () => ({ ok: true }))
+    }
+  })
+  await app.totp.setSettings({ enforceRoles: ['ROLE_USER_MANAGEMENT_READ'], gracePeriod: 3600 })
+  const { agent, secret } = await enrol(app, 'alice')
+  const reader = new Agent(app)
+  await reader.login('reader') // role-enforced, in its grace period
+  const bob = new Agent(app)
+  await bob.login('bob')
+  // a browser with a trusted device, signed in again: the device is read in the gate's command
+  const trusted = new Agent(app)
+  await trusted.login('alice')
+  const res = await trusted.post('/totp/verify', { code: codeFor(secret), trustDevice: true })
+  const device = res.cookies.find((c) => c.name === 'totp_device')!.value
+  await trusted.post('/logout')
+  await trusted.login('alice')
+  const N = 5
+  const { plugin } = await during(async () => {
+    for (let i = 0; i < N; i++) {
+      t.equal((await agent.get('/api/transfer')).statusCode, 200)
+      t.equal((await agent.get('/api/payments')).statusCode, 200)
+      t.equal((await reader.get('/api/profile')).statusCode, 200)
+      t.equal((await bob.get('/api/payments')).statusCode, 403)
+    }
+    const cookie = `${trusted.cookie!}; totp_device=${device}`
+    t.equal((await trusted.request('GET', '/api/profile', undefined, { cookie })).statusCode, 200)
+  })
+  t.equal(plugin.length, 4 * N + 1, `one plugin command per request (${plugin.length} for ${4 * N + 1} requests)`)
+  t.ok(plugin.every((args) => args[0].toLowerCase() === 'evalsha'), 'each is the gate script')
+})

@@ -46,7 +46,7 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
 
   scope.get<UserRoute>('/users/:userId', { schema: { params: userParams } }, async (request) => {
     const { target, tenant } = await authorize(request, 'read', 'TotpStatus')
-    return op.status(target.id, { tenant })
+    return op.status(target, { tenant })
   })
 
   scope.delete<UserRoute>('/users/:userId/secret', { schema: { params: userParams } }, async (request, reply) => {

@@ -9,11 +9,14 @@ export const BODY_LIMIT = 1024
 // no defaults, no extra properties.
 const ajv = new Ajv({ coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false })
 
-export const codeBody = (digits: number) => ({
+export const codeBody = (digits: number, trustDevice = false) => ({
   type: 'object',
   additionalProperties: false,
   required: ['code'],
-  properties: { code: { type: 'string', pattern: `^[0-9]{${digits}}$` } }
+  properties: {
+    code: { type: 'string', pattern: `^[0-9]{${digits}}$` },
+    ...(trustDevice ? { trustDevice: { type: 'boolean' } } : {})
+  }
 })
 
 /** A recovery code as typed: the route forgives case, spaces and dashes, then checks the shape. */
@@ -30,6 +33,12 @@ export const userParams = {
   properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } }
 }
 
+export const deviceParams = {
+  type: 'object',
+  required: ['deviceId'],
+  properties: { deviceId: { type: 'string', pattern: '^[\\w-]{12}$' } }
+}
+
 export const enforcementBody = {
   type: 'object',
   additionalProperties: false,
@@ -37,11 +46,21 @@ export const enforcementBody = {
   properties: { enforced: { type: 'boolean' } }
 }
 
+/** Any of the settings; the others keep their values. */
 export const settingsBody = {
   type: 'object',
   additionalProperties: false,
-  required: ['enforceAll'],
-  properties: { enforceAll: { type: 'boolean' } }
+  minProperties: 1,
+  properties: {
+    enforceAll: { type: 'boolean' },
+    enforceRoles: {
+      type: 'array',
+      maxItems: 100,
+      uniqueItems: true,
+      items: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[^\\n]*$' }
+    },
+    gracePeriod: { type: 'integer', minimum: 0, maximum: 31_536_000 }
+  }
 }
 
 /** Strict validation and FST_TOTP_BAD_REQUEST for anything malformed, in the plugin's own scope. */

@@ -3,7 +3,7 @@ import { forbidden, requireUser, type TotpContext } from '../context.js'
 import { TotpEnrolFirstError } from '../errors.js'
 import type { TotpOperator } from '../operator.js'
 import { refusal, settingsSubject, type TotpAction } from '../policy/abilities.js'
-import type { TotpUser } from '../types.js'
+import type { TenantSettings, TotpUser } from '../types.js'
 import { settingsBody } from './schemas.js'
 
 /** GET/PUT /settings: the tenant's settings, read by READ or ADMIN, changed by ADMIN. */
@@ -20,12 +20,14 @@ export function settingsRoutes (scope: FastifyInstance, ctx: TotpContext, op: To
     return op.getSettings({ tenant })
   })
 
-  scope.put<{ Body: { enforceAll: boolean } }>('/settings', { schema: { body: settingsBody } }, async (request) => {
+  scope.put<{ Body: Partial<TenantSettings> }>('/settings', { schema: { body: settingsBody } }, async (request) => {
     const { actor, tenant } = authorize(request, 'update')
-    // enforcing on everyone, oneself included, without a secret would shut the actor out of the
-    // very settings just changed (the next request answers 403 until set up)
-    if (request.body.enforceAll && !requireUser(request).state.enabled) throw new TotpEnrolFirstError()
-    await op.setSettings({ enforceAll: request.body.enforceAll }, { tenant, actorId: actor.id, request })
-    return { enforceAll: request.body.enforceAll }
+    const next = { ...await op.getSettings({ tenant }), ...request.body }
+    // enforcing on oneself (everyone, or a role one holds) without a secret would shut the actor
+    // out of the very settings just changed (the next request answers 403 until set up)
+    const self = next.enforceAll || actor.roles.some((r) => next.enforceRoles.includes(r))
+    if (self && !requireUser(request).state.enabled) throw new TotpEnrolFirstError()
+    await op.setSettings(next, { tenant, actorId: actor.id, request })
+    return next
   })
 }

@@ -1,10 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import { lockOf, requireUser, type TotpContext } from '../context.js'
-import { TotpBadRequestError, TotpNotEnabledError, TotpUnavailableError } from '../errors.js'
+import { clearDeviceCookie, deviceCookie, listValid, newDevice, setDeviceCookie } from '../devices.js'
+import {
+  TotpBadRequestError, TotpDeviceNotFoundError, TotpNotEnabledError, TotpUnavailableError
+} from '../errors.js'
 import { generateRecoveryCodes, normalizeRecoveryCode, recoveryHashes } from '../recovery.js'
 import { markVerified } from '../sessions.js'
 import { decideCode } from '../verification.js'
-import { BODY_LIMIT, codeBody, recoveryBody } from './schemas.js'
+import { BODY_LIMIT, codeBody, deviceParams, recoveryBody } from './schemas.js'
 
 /** GET /status, POST /verify and the recovery codes: the routes of an enrolled user's session. */
 export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
@@ -12,28 +15,58 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
     config: { totp: { allowUnverified: true, allowSetupRequired: true } }
   }, async (request) => {
     const { ref, state, verified } = requireUser(request)
-    const enforced = state.enforced || state.enforceAll
+    const enforced = state.enforced || state.enforceAll || state.roleEnforced
+    const setupRequired = !state.enabled && enforced
     return {
       enabled: state.enabled,
       enforced,
       verified,
-      setupRequired: !state.enabled && enforced,
+      setupRequired,
+      setupDeadline: setupRequired && state.setupDeadline > 0 ? new Date(state.setupDeadline).toISOString() : null,
       ...lockOf(state),
       recoveryCodesLeft: state.enabled ? await ctx.store.recoveryCodesLeft(ref) : 0
     }
   })
 
-  scope.post<{ Body: { code: string } }>('/verify', {
+  // also in a verified session: a fresh code for step-up (R12), replay and lock rules unchanged
+  const trust = ctx.opts.trustDevice
+  scope.post<{ Body: { code: string; trustDevice?: boolean } }>('/verify', {
     bodyLimit: BODY_LIMIT,
-    schema: { body: codeBody(ctx.opts.totp.digits) },
+    schema: { body: codeBody(ctx.opts.totp.digits, trust !== null) },
     config: { totp: { allowUnverified: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
     const { gen } = await decideCode(ctx, { request, reply, ref, kind: 'verify' })
     await markVerified(request, ref, gen)
     ctx.emit(request, { type: 'verify.succeeded', ...ref, ip: request.ip })
+    if (trust !== null && request.body.trustDevice === true) {
+      // R15: this browser passes later sign-ins without a code, until the secret changes
+      const d = newDevice(request, gen, trust.ttlMs)
+      await ctx.store.trustDevice(ref, d.id, JSON.stringify(d.record), trust.ttlMs)
+      setDeviceCookie(reply, trust.cookieName, d.cookie, trust.ttlMs)
+      ctx.emit(request, { type: 'device.trusted', ...ref, ip: request.ip, deviceId: d.id })
+      return { verified: true, deviceId: d.id }
+    }
     return { verified: true }
   })
+
+  if (trust !== null) {
+    scope.get('/devices', async (request) => {
+      const { ref, state } = requireUser(request)
+      const current = deviceCookie(request, trust.cookieName)?.id ?? null
+      return { devices: listValid(await ctx.store.listDevices(ref), state.gen, current) }
+    })
+    scope.delete<{ Params: { deviceId: string } }>('/devices/:deviceId', {
+      schema: { params: deviceParams }
+    }, async (request, reply) => {
+      const { ref } = requireUser(request)
+      const id = request.params.deviceId
+      if (!await ctx.store.forgetDevice(ref, id)) throw new TotpDeviceNotFoundError()
+      if (deviceCookie(request, trust.cookieName)?.id === id) clearDeviceCookie(reply, trust.cookieName)
+      ctx.emit(request, { type: 'device.forgotten', ...ref, ip: request.ip, deviceId: id })
+      return reply.code(204).send()
+    })
+  }
 
   const count = ctx.opts.recoveryCodes
   if (count === null) return

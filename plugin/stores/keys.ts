@@ -38,6 +38,11 @@ export class KeyLayout {
     return `${tag}r:${enc(ref.userId)}`
   }
 
+  /** The user's trusted devices (a hash: device id → record). */
+  devices (ref: UserRef, tag = this.userTag(ref)): string {
+    return `${tag}d:${enc(ref.userId)}`
+  }
+
   settings (tenant: string, shard: number): string {
     return `${this.tag(tenant, shard)}t`
   }

@@ -86,14 +86,15 @@ const glob = (s: string): string => s.replace(/[*?[\]\\]/g, '\\$&')
 
 /**
  * Moves a deployment's keys from one layout to another (run it with every instance stopped):
- * user records, pending setups and recovery codes go to their new slots with their TTLs, each tenant's settings
+ * user records, pending setups, recovery codes and trusted devices go to their new slots with their
+ * TTLs, each tenant's settings
  * are copied into every new shard, IP counters follow a changed prefix. Idempotent: a run that
  * stopped half-way can be run again. Returns how many keys it moved.
  */
 export async function migrateLayout (client: Redis | Cluster, from: Layout, to: Layout): Promise<{ moved: number }> {
   const b = new KeyLayout(to.keyPrefix, to.settingsShards)
   const same = from.keyPrefix === to.keyPrefix
-  const pattern = new RegExp(`^${from.keyPrefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\{([^:}]*):(\\d+)\\}(?:([upr]):(.*)|t)$`)
+  const pattern = new RegExp(`^${from.keyPrefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\{([^:}]*):(\\d+)\\}(?:([uprd]):(.*)|t)$`)
   const settings = new Map<string, Record<string, string>>()
   let moved = 0
   const move = async (node: Redis, key: string, target: string): Promise<void> => {
@@ -111,7 +112,8 @@ export async function migrateLayout (client: Redis | Cluster, from: Layout, to: 
         const m = pattern.exec(key)
         if (m !== null && m[3] !== undefined) {
           const ref = { tenant: dec(m[1]), userId: dec(m[4]) }
-          await move(node, key, m[3] === 'u' ? b.user(ref) : m[3] === 'p' ? b.pending(ref) : b.recovery(ref))
+          const to = { u: b.user(ref), p: b.pending(ref), r: b.recovery(ref), d: b.devices(ref) }[m[3]]!
+          await move(node, key, to)
         } else if (m !== null) {
           const tenant = dec(m[1])
           if (Number(m[2]) === 0 || !settings.has(tenant)) settings.set(tenant, await node.hgetall(key))

@@ -1,7 +1,7 @@
 import {
-  DEFAULT_SETUP_POLICY, LOCKED_UNTIL_UNLOCK, type AttemptInput, type AttemptResult, type CheckState, type GateState,
-  type SetupOffer,
-  type RecoveryResult, type SetupResult, type StorePolicy, type TenantSettings, type UserRef
+  DEFAULT_SETUP_POLICY, LOCKED_UNTIL_UNLOCK, type AttemptInput, type AttemptResult, type CheckState, type GateQuery,
+  type GateState, type LookItem, type LookResult, type SetupOffer, type RecoveryResult, type SetupResult,
+  type StorePolicy, type TenantSettings, type UserRef
 } from '../types.js'
 import { checkPolicy, type TotpStore } from './store.js'
 
@@ -16,6 +16,11 @@ interface Row {
   sc?: number
   /** Keyed hashes of the recovery codes. */
   r?: Set<string>
+  /** The setup deadline of an enforced user without TOTP (R14). */
+  d?: number
+  /** Trusted devices: id → record, and when the set expires. */
+  dv?: Map<string, string>
+  dx?: number
 }
 interface Pending { sealed: string; qr: string; expiresAt: number }
 
@@ -56,21 +61,44 @@ export class MemoryTotpStore implements TotpStore {
     return this.pendingOf(ref)?.sealed ?? null
   }
 
-  async gate (ref: UserRef): Promise<GateState> {
-    const row = this.rows.get(this.id(ref))
+  // gate.lua's rules, in its order
+  async gate (ref: UserRef, q: GateQuery = { roles: [], device: null, mode: 'look' }): Promise<GateState> {
+    let row = this.rows.get(this.id(ref))
+    const t = this.tenants.get(ref.tenant)
+    const roleEnforced = t !== undefined && q.roles.some((r) => t.enforceRoles.includes(r))
+    const enforced = row?.e === true || t?.enforceAll === true || roleEnforced
+    if (q.mode !== 'look' && row?.s === undefined && (row?.d ?? 0) === 0 && (t?.gracePeriod ?? 0) > 0 && enforced) {
+      row = this.row(ref)
+      row.d = Date.now() + t!.gracePeriod * 1000
+    }
+    if (row?.dx !== undefined && row.dx <= Date.now()) {
+      delete row.dv
+      delete row.dx
+    }
     return {
       enabled: row?.s !== undefined,
       enforced: row?.e === true,
       gen: row?.g ?? 0,
       lockedUntil: row?.k ?? 0,
-      enforceAll: this.tenants.get(ref.tenant)?.enforceAll === true
+      enforceAll: t?.enforceAll === true,
+      roleEnforced,
+      setupDeadline: row?.d ?? 0,
+      device: q.device === null ? '' : row?.dv?.get(q.device) ?? ''
     }
   }
 
-  async check (ref: UserRef): Promise<CheckState> {
+  async looks (items: LookItem[]): Promise<LookResult[]> {
+    return Promise.all(items.map(async ({ ref, roles }) => ({
+      state: await this.gate(ref, { roles, device: null, mode: 'look' }),
+      recoveryCodesLeft: await this.recoveryCodesLeft(ref)
+    })))
+  }
+
+  async check (ref: UserRef, q?: GateQuery): Promise<CheckState> {
+    const gate = await this.gate(ref, q === undefined ? undefined : { ...q, mode: 'gate' })
     const row = this.rows.get(this.id(ref))
     return {
-      gate: await this.gate(ref),
+      gate,
       secret: { sealed: row?.s ?? null, pending: this.pending(ref), lastStep: row?.l ?? -1 }
     }
   }
@@ -124,6 +152,7 @@ export class MemoryTotpStore implements TotpStore {
     }
     row.l = a.step!
     row.s = a.pending
+    delete row.d
     row.r = new Set(a.recovery)
     this.pendings.delete(this.id(ref))
     return { ok: true, gen: ++row.g, recoveryCodesLeft: row.r.size }
@@ -167,9 +196,27 @@ export class MemoryTotpStore implements TotpStore {
     delete row.f
     delete row.k
     delete row.r
+    delete row.dv
+    delete row.dx
     this.pendings.delete(this.id(ref))
     row.g++
     return had
+  }
+
+  async trustDevice (ref: UserRef, id: string, record: string, ttlMs: number): Promise<void> {
+    const row = this.row(ref)
+    row.dv ??= new Map()
+    row.dv.set(id, record)
+    row.dx = Date.now() + ttlMs
+  }
+
+  async listDevices (ref: UserRef): Promise<Record<string, string>> {
+    await this.gate(ref) // drops an expired set
+    return Object.fromEntries(this.rows.get(this.id(ref))?.dv ?? [])
+  }
+
+  async forgetDevice (ref: UserRef, id: string): Promise<boolean> {
+    return this.rows.get(this.id(ref))?.dv?.delete(id) === true
   }
 
   async setRecoveryCodes (ref: UserRef, gen: number, hashes: string[]): Promise<RecoveryResult> {
@@ -195,14 +242,21 @@ export class MemoryTotpStore implements TotpStore {
   async setEnforced (ref: UserRef, enforced: boolean): Promise<void> {
     const row = this.row(ref)
     if (enforced) row.e = true
-    else delete row.e
+    else {
+      delete row.e
+      delete row.d
+    }
   }
 
   async getSettings (tenant: string): Promise<TenantSettings> {
-    return { enforceAll: this.tenants.get(tenant)?.enforceAll === true }
+    const t = this.tenants.get(tenant)
+    return {
+      enforceAll: t?.enforceAll === true, enforceRoles: [...t?.enforceRoles ?? []], gracePeriod: t?.gracePeriod ?? 0
+    }
   }
 
-  async setSettings (tenant: string, settings: TenantSettings): Promise<void> {
-    this.tenants.set(tenant, { enforceAll: settings.enforceAll })
+  async setSettings (tenant: string, s: TenantSettings): Promise<void> {
+    const { enforceAll, enforceRoles, gracePeriod } = s
+    this.tenants.set(tenant, { enforceAll, enforceRoles: [...enforceRoles], gracePeriod })
   }
 }

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import type { Cluster, Redis, Result } from 'ioredis'
 import {
   DEFAULT_SETUP_POLICY, type AttemptInput, type AttemptResult, type CheckState, type GateState, type SetupOffer,
-  type RecoveryResult, type SetupResult, type StorePolicy, type TenantSettings, type UserRef
+  type GateQuery, type RecoveryResult, type SetupResult, type StorePolicy, type TenantSettings, type UserRef,
+  type LookItem, type LookResult
 } from '../types.js'
 import { KeyLayout } from './keys.js'
 import { prepareRedis, type PrepareOptions } from './layout.js'
@@ -10,15 +11,15 @@ import { checkPolicy, type TotpStore } from './store.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    totpGate(user: string, settings: string): Result<unknown, Context>
-    totpCheck(user: string, settings: string, pending: string): Result<unknown, Context>
+    /** KEYS: user, settings, pending, devices; ARGV: mode, device id, roles… */
+    totpGate(...keysAndArgs: string[]): Result<unknown, Context>
     totpSetup(
       user: string, pending: string, sealed: string, qr: string, ttlMs: number, maxStarts: number, windowMs: number
     ): Result<unknown, Context>
     /** KEYS: user, pending, recovery[, ip]: the number of keys comes first. */
     totpAttempt(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown, Context>
     totpIp(ip: string, op: 'check' | 'charge', windowMs: number, max: number): Result<unknown, Context>
-    totpRevoke(user: string, pending: string, recovery: string): Result<unknown, Context>
+    totpRevoke(user: string, pending: string, recovery: string, devices: string): Result<unknown, Context>
     /** KEYS: user, recovery: the number of keys comes first. */
     totpRecovery(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown, Context>
   }
@@ -26,12 +27,11 @@ declare module 'ioredis' {
 
 // Each script is one whole file; `keys` null: the caller passes the number of keys first.
 const SCRIPTS = {
-  totpGate: { file: 'gate', keys: 2 },
-  totpCheck: { file: 'check', keys: 3 },
+  totpGate: { file: 'gate', keys: 4 },
   totpSetup: { file: 'setup', keys: 2 },
   totpAttempt: { file: 'attempt', keys: null },
   totpIp: { file: 'ip', keys: 1 },
-  totpRevoke: { file: 'revoke', keys: 3 },
+  totpRevoke: { file: 'revoke', keys: 4 },
   totpRecovery: { file: 'recovery', keys: null }
 } as const
 
@@ -61,31 +61,37 @@ const list = (script: string, r: unknown, length: number): unknown[] => {
   return r
 }
 
-function decodeGate (script: string, r: unknown[], reply: unknown): GateState {
+function decodeGate (s: string, r: unknown[], reply: unknown): GateState {
   return {
-    enabled: int(script, reply, r[0]) === 1,
-    enforced: int(script, reply, r[1]) === 1,
-    gen: int(script, reply, r[2]),
-    lockedUntil: int(script, reply, r[3]),
-    enforceAll: int(script, reply, r[4]) === 1
+    enabled: int(s, reply, r[0]) === 1,
+    enforced: int(s, reply, r[1]) === 1,
+    gen: int(s, reply, r[2]),
+    lockedUntil: int(s, reply, r[3]),
+    enforceAll: int(s, reply, r[4]) === 1,
+    roleEnforced: int(s, reply, r[5]) === 1,
+    setupDeadline: int(s, reply, r[6]),
+    device: str(s, reply, r[7])
   }
 }
 
 export function decodeGateReply (reply: unknown): GateState {
-  return decodeGate('gate.lua', list('gate.lua', reply, 5), reply)
+  return decodeGate('gate.lua', list('gate.lua', reply, 8), reply)
 }
 
 export function decodeCheckReply (reply: unknown): CheckState {
-  const r = list('check.lua', reply, 8)
+  const s = 'gate.lua'
+  const r = list(s, reply, 11)
   return {
-    gate: decodeGate('check.lua', r, reply),
+    gate: decodeGate(s, r, reply),
     secret: {
-      sealed: str('check.lua', reply, r[5]) || null,
-      pending: str('check.lua', reply, r[6]) || null,
-      lastStep: int('check.lua', reply, r[7])
+      sealed: str(s, reply, r[8]) || null, pending: str(s, reply, r[9]) || null, lastStep: int(s, reply, r[10])
     }
   }
 }
+
+const LOOK: GateQuery = { roles: [], device: null, mode: 'look' }
+// roles go into the script as they are; one with a newline can match nothing (the stored list is newline-separated)
+const rolesOf = (q: GateQuery): string[] => q.roles.filter((r) => typeof r === 'string' && !r.includes('\n'))
 
 export function decodeAttemptReply (reply: unknown): AttemptResult {
   const s = 'attempt.lua'
@@ -150,6 +156,15 @@ export function decodeRecoveryReply (reply: unknown): RecoveryResult {
   }
 }
 
+/** The tenant settings as stored: `a` 1, `r` the roles newline-separated (with one at each end), `p` seconds. */
+function decodeSettings (a: string | null, r: string | null, p: string | null): TenantSettings {
+  return {
+    enforceAll: a === '1',
+    enforceRoles: r === null ? [] : r.split('\n').filter((x) => x !== ''),
+    gracePeriod: p === null ? 0 : int('settings', p, p)
+  }
+}
+
 export interface RedisTotpStoreOptions extends StorePolicy {
   client: Redis | Cluster
   /** @default 'totp:' */
@@ -186,19 +201,58 @@ export class RedisTotpStore implements TotpStore {
     await prepareRedis(this.client, { keyPrefix: this.keys.prefix, settingsShards: this.keys.shards }, opts)
   }
 
-  async gate (ref: UserRef): Promise<GateState> {
-    const tag = this.keys.userTag(ref)
-    return decodeGateReply(await this.client.totpGate(this.keys.user(ref, tag), this.keys.settingsFor(ref, tag)))
+  private gateArgs (ref: UserRef, mode: 'gate' | 'look' | 'check', q: GateQuery): string[] {
+    const k = this.keys
+    const tag = k.userTag(ref)
+    return [k.user(ref, tag), k.settingsFor(ref, tag), k.pending(ref, tag), k.devices(ref, tag), mode, q.device ?? '',
+      ...rolesOf(q)]
   }
 
-  async check (ref: UserRef): Promise<CheckState> {
-    const tag = this.keys.userTag(ref)
-    const reply = await this.client.totpCheck(
-      this.keys.user(ref, tag),
-      this.keys.settingsFor(ref, tag),
-      this.keys.pending(ref, tag)
-    )
-    return decodeCheckReply(reply)
+  async gate (ref: UserRef, q: GateQuery = LOOK): Promise<GateState> {
+    return decodeGateReply(await this.client.totpGate(...this.gateArgs(ref, q.mode, q)))
+  }
+
+  async check (ref: UserRef, q: GateQuery = LOOK): Promise<CheckState> {
+    return decodeCheckReply(await this.client.totpGate(...this.gateArgs(ref, 'check', q)))
+  }
+
+  // many users' reads in pipelines, one per slot (a cluster pipeline stays in one slot)
+  async looks (items: LookItem[]): Promise<LookResult[]> {
+    const bySlot = new Map<string, number[]>()
+    items.forEach(({ ref }, i) => {
+      const slot = this.standalone ? '' : this.keys.userTag(ref)
+      bySlot.set(slot, [...(bySlot.get(slot) ?? []), i])
+    })
+    const out: LookResult[] = new Array(items.length)
+    await Promise.all([...bySlot.values()].map(async (indexes) => {
+      const p = this.client.pipeline()
+      for (const i of indexes) {
+        const { ref, roles } = items[i]
+        p.totpGate(...this.gateArgs(ref, 'look', { roles, device: null, mode: 'look' }))
+        p.scard(this.keys.recovery(ref))
+      }
+      const replies = (await p.exec()) ?? []
+      indexes.forEach((i, n) => {
+        const [gateErr, gate] = replies[2 * n] ?? [new Error('no reply')]
+        const [countErr, count] = replies[2 * n + 1] ?? [new Error('no reply')]
+        if (gateErr !== null || countErr !== null) throw gateErr ?? countErr
+        out[i] = { state: decodeGateReply(gate), recoveryCodesLeft: int('SCARD', count, count) }
+      })
+    }))
+    return out
+  }
+
+  async trustDevice (ref: UserRef, id: string, record: string, ttlMs: number): Promise<void> {
+    const key = this.keys.devices(ref)
+    await this.client.multi().hset(key, id, record).pexpire(key, ttlMs).exec()
+  }
+
+  async listDevices (ref: UserRef): Promise<Record<string, string>> {
+    return this.client.hgetall(this.keys.devices(ref))
+  }
+
+  async forgetDevice (ref: UserRef, id: string): Promise<boolean> {
+    return (await this.client.hdel(this.keys.devices(ref), id)) > 0
   }
 
   async startSetup (ref: UserRef, offer: SetupOffer | null): Promise<SetupResult> {
@@ -237,7 +291,7 @@ export class RedisTotpStore implements TotpStore {
   async revoke (ref: UserRef): Promise<boolean> {
     const tag = this.keys.userTag(ref)
     const reply = await this.client.totpRevoke(this.keys.user(ref, tag), this.keys.pending(ref, tag),
-      this.keys.recovery(ref, tag))
+      this.keys.recovery(ref, tag), this.keys.devices(ref, tag))
     return int('revoke.lua', reply, reply) === 1
   }
 
@@ -259,20 +313,33 @@ export class RedisTotpStore implements TotpStore {
 
   async setEnforced (ref: UserRef, enforced: boolean): Promise<void> {
     const key = this.keys.user(ref)
-    await (enforced ? this.client.hset(key, 'e', '1') : this.client.hdel(key, 'e'))
+    // un-enforced, a grace period's deadline goes with it (R14)
+    await (enforced ? this.client.hset(key, 'e', '1') : this.client.hdel(key, 'e', 'd'))
   }
 
   async getSettings (tenant: string): Promise<TenantSettings> {
-    return { enforceAll: (await this.client.hget(this.keys.settings(tenant, 0), 'a')) === '1' }
+    const [a, r, p] = await this.client.hmget(this.keys.settings(tenant, 0), 'a', 'r', 'p')
+    return decodeSettings(a, r, p)
   }
 
-  // Copies go to every shard; shard 0 is written last and is what getSettings reads,
-  // so a failure half-way reports the old value and the call can simply be retried.
+  // Copies go to every shard (each one atomic: a MULTI); shard 0 is written last and is what
+  // getSettings reads, so a failure half-way reports the old value and the call can be retried.
   async setSettings (tenant: string, settings: TenantSettings): Promise<void> {
-    const write = (shard: number): Promise<number> => settings.enforceAll
-      ? this.client.hset(this.keys.settings(tenant, shard), 'a', '1')
-      : this.client.hdel(this.keys.settings(tenant, shard), 'a')
-    const rest: Array<Promise<number>> = []
+    const roles = settings.enforceRoles.length > 0 ? `\n${settings.enforceRoles.join('\n')}\n` : null
+    const write = async (shard: number): Promise<void> => {
+      const key = this.keys.settings(tenant, shard)
+      const m = this.client.multi()
+      if (settings.enforceAll) m.hset(key, 'a', '1')
+      else m.hdel(key, 'a')
+      if (roles !== null) m.hset(key, 'r', roles)
+      else m.hdel(key, 'r')
+      if (settings.gracePeriod > 0) m.hset(key, 'p', String(settings.gracePeriod))
+      else m.hdel(key, 'p')
+      const replies = await m.exec()
+      const failed = replies?.find(([err]) => err !== null)
+      if (replies === null || failed !== undefined) throw failed?.[0] ?? new Error('settings write aborted')
+    }
+    const rest: Array<Promise<void>> = []
     for (let shard = 1; shard < this.keys.shards; shard++) rest.push(write(shard))
     await Promise.all(rest)
     await write(0)

@@ -1,6 +1,6 @@
 import type {
-  AttemptInput, AttemptResult, CheckState, GateState, RecoveryResult, SetupOffer, SetupResult, StorePolicy,
-  TenantSettings, UserRef
+  AttemptInput, AttemptResult, CheckState, GateQuery, GateState, LookItem, LookResult, RecoveryResult, SetupOffer,
+  SetupResult, StorePolicy, TenantSettings, UserRef
 } from '../types.js'
 
 import { TotpOptionsError } from '../errors.js'
@@ -13,10 +13,12 @@ export type { StorePolicy }
  * answer: the plugin fails closed with 503 (see `failClosed`).
  */
 export interface TotpStore {
-  /** The gate's read: one Redis command. */
-  gate(ref: UserRef): Promise<GateState>
+  /** The gate's read: one Redis command. Without a query: a look (no roles, no device). */
+  gate(ref: UserRef, query?: GateQuery): Promise<GateState>
   /** The gate's read on the routes that check a code: also the sealed secrets and last step. */
-  check(ref: UserRef): Promise<CheckState>
+  check(ref: UserRef, query?: GateQuery): Promise<CheckState>
+  /** Many users' looks and recovery counts, pipelined. */
+  looks(items: LookItem[]): Promise<LookResult[]>
   /**
    * Answers the pending setup if there is one; else starts `offer` (null: only looks), unless
    * the user started `setup.maxStarts` setups within the window. Refuses while a secret is active.
@@ -39,6 +41,10 @@ export interface TotpStore {
   recoveryCodesLeft(ref: UserRef): Promise<number>
   /** Ends a lock and its failure count (R10); returns whether there was either. */
   unlock(ref: UserRef): Promise<boolean>
+  /** Stores a trusted device's record (R15); the user's devices expire `ttlMs` after the newest. */
+  trustDevice(ref: UserRef, id: string, record: string, ttlMs: number): Promise<void>
+  listDevices(ref: UserRef): Promise<Record<string, string>>
+  forgetDevice(ref: UserRef, id: string): Promise<boolean>
   setEnforced(ref: UserRef, enforced: boolean): Promise<void>
   getSettings(tenant: string): Promise<TenantSettings>
   setSettings(tenant: string, settings: TenantSettings): Promise<void>
@@ -48,8 +54,8 @@ export interface TotpStore {
 
 /** The methods `failClosed` bounds: every method of the contract. */
 export const STORE_METHODS = [
-  'gate', 'check', 'startSetup', 'attempt', 'revoke', 'setRecoveryCodes', 'recoveryCodesLeft', 'unlock',
-  'setEnforced', 'getSettings', 'setSettings'
+  'gate', 'check', 'looks', 'startSetup', 'attempt', 'revoke', 'setRecoveryCodes', 'recoveryCodesLeft', 'unlock',
+  'trustDevice', 'listDevices', 'forgetDevice', 'setEnforced', 'getSettings', 'setSettings'
 ] as const satisfies ReadonlyArray<keyof TotpStore>
 
 const whole = (name: string, v: unknown, min: number, max: number): void => {

@@ -81,5 +81,6 @@ else
   redis.call('HSET', user, 's', ARGV[4], 'l', step)
 end
 redis.call('DEL', KEYS[2], codes)
+redis.call('HDEL', user, 'd')
 if #ARGV >= 11 then redis.call('SADD', codes, unpack(ARGV, 11)) end
 return { 'ok', redis.call('HINCRBY', user, 'g', 1), redis.call('SCARD', codes) }
