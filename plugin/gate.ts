@@ -64,7 +64,9 @@ export function createGate (ctx: TotpContext) {
     let verified = state.enabled && fresh(mark, ref, now) && mark!.g === state.gen
     // revoked or re-enrolled since, expired, or another user: the session loses its verified state
     if (!verified && mark != null) request.session.totp = undefined
-    if (!verified && device !== null && state.enabled && deviceValid(state.device, device.token, state.gen)) {
+    // a trusted device passes an enrolled user who is not locked (a lock means someone is guessing)
+    if (!verified && device !== null && state.enabled && state.lockedUntil <= now &&
+      deviceValid(state.device, device.token, state.gen)) {
       await markVerified(request, ref, state.gen, 'device')
       ctx.emit(request, { type: 'device.used', ...ref, ip: request.ip, deviceId: device.id })
       verified = true

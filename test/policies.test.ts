@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
-import { Agent, awayFromStepEdge, build, codeFor, enrol, newPrefix, REDIS_URL } from './helpers.js'
+import { Agent, awayFromStepEdge, build, codeFor, enrol, newPrefix, REDIS_URL, wrongCode } from './helpers.js'
 
 // R11–R15: enforcement policies over HTTP against real Redis.
 
@@ -144,6 +144,15 @@ t.test('R15 a trusted browser passes later sign-ins without a code; HttpOnly Sam
   t.not(b.cookie, before, 'S5 the session got a new id')
   t.match((await b.get('/totp/status')).json(), { verified: true })
   t.equal((await b.get('/api/transfer')).json().code, 'FST_TOTP_STEP_UP_REQUIRED', 'never satisfies step-up')
+  const guesser = new Agent(app)
+  await guesser.login('alice')
+  for (let i = 0; i < 5; i++) await guesser.post('/totp/verify', { code: wrongCode(secret) })
+  t.match(await app.totp.status('alice'), { locked: true })
+  const locked = new Browser(app)
+  locked.device = b.device
+  await locked.login('alice')
+  t.equal((await locked.get('/api/profile')).json().code, 'FST_TOTP_REQUIRED', 'a locked user is not passed by a device')
+  await app.totp.unlock('alice')
   t.equal(events.filter((e) => e.type === 'device.used').length, 1)
   const list = (await b.get('/totp/devices')).json().devices
   t.match(list, [{ id: res.json().deviceId, current: true }])
