@@ -1,6 +1,7 @@
 // The example app: its own first factor (username + password), then fastify-totp.
 // In your app, import from 'fastify-totp' instead of '../plugin/index.js'.
 import { randomBytes } from 'node:crypto'
+import { subject } from '@casl/ability'
 import fastifyCookie from '@fastify/cookie'
 import createError from '@fastify/error'
 import fastifySession from '@fastify/session'
@@ -8,7 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import type { Cluster, Redis } from 'ioredis'
 import totp, {
   DEFAULT_TENANT, TotpUnauthenticatedError, TotpUnavailableError, type LockoutOptions, type TotpRequestState,
-  type TotpUser
+  type TotpUser, type TotpUserStatus
 } from '../plugin/index.js'
 import { RedisSessionStore } from '../plugin/session-store.js'
 import { csrfProtection } from './csrf.js'
@@ -61,10 +62,26 @@ const loginBody = {
 const publicUser = (u: TotpUser) =>
   ({ id: u.id, tenant: u.tenant ?? DEFAULT_TENANT, parentId: u.parentId ?? null, roles: u.roles })
 
+/** The TOTP column of the Users page (R13, R14): which of these apply, in this order. */
+export type TotpLabel = 'enabled' | 'enforced' | 'setup pending' | 'locked'
+
+/** How long a verified browser may skip the code at sign-in (R15). */
+export const TRUST_DAYS = 30
+
 /** The gate sets `request.totp` for a signed-in user on a protected route. */
 function signedIn (request: FastifyRequest): TotpRequestState {
   if (request.totp === null) throw new TotpUnauthenticatedError()
   return request.totp
+}
+
+/** A status's labels; `byTenant`: enforced for all or by a role (the status's `enforced` is the user's own flag). */
+function totpLabels (s: TotpUserStatus, byTenant: boolean): TotpLabel[] {
+  const labels: TotpLabel[] = []
+  if (s.enabled) labels.push('enabled')
+  if (s.enforced || byTenant) labels.push('enforced')
+  if (s.setupRequired) labels.push('setup pending')
+  if (s.locked) labels.push('locked')
+  return labels
 }
 
 /** Builds the app (not listening): `server.ts` listens, tests inject or listen on port 0. */
@@ -90,6 +107,8 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     issuer: 'fastify-totp demo',
     lockout: options.lockout,
     recoveryCodes: { count: RECOVERY_CODES },
+    // "Trust this browser for 30 days" on the verification page; User settings lists and forgets them
+    trustDevice: { days: TRUST_DAYS },
     getUser: (request) => {
       const auth = request.session.auth
       return auth === undefined ? null : directory.find(auth.tenant, auth.id)
@@ -100,7 +119,8 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   async function nextStep (user: TotpUser): Promise<NextStep> {
     const scope = { tenant: user.tenant ?? DEFAULT_TENANT }
     try {
-      const status = await app.totp.status(user.id, scope)
+      // the user object, not the id: a role in the tenant's enforceRoles counts (R13)
+      const status = await app.totp.status(user, scope)
       return status.enabled ? 'verify' : status.setupRequired ? 'setup' : 'none'
     } catch (err) {
       throw new TotpUnavailableError({ cause: err })
@@ -131,9 +151,23 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
 
   // The Administration page lists every user of the tenant to any signed-in user: what each
   // one may do with TOTP is the plugin's decision (CASL abilities), and the page shows its answer.
+  // `totp` is the TOTP column: null for the users whose status the plugin does not let this user read (R8).
   app.get('/api/users', async (request) => {
-    const { ref } = signedIn(request)
-    return { users: directory.list(ref.tenant).map(publicUser) }
+    const { user: actor, ref } = signedIn(request)
+    const users = directory.list(ref.tenant)
+    const ability = app.totp.abilityFor(actor)
+    const [statuses, settings] = await Promise.all([
+      app.totp.statuses(users, { tenant: ref.tenant }), app.totp.getSettings({ tenant: ref.tenant })
+    ])
+    return {
+      users: users.map((u, i) => {
+        const readable = ability.can('read', subject('TotpStatus', {
+          tenant: u.tenant, userId: u.id, parentId: u.parentId, ancestorIds: u.ancestorIds ?? []
+        }))
+        const byTenant = settings.enforceAll || u.roles.some((r) => settings.enforceRoles.includes(r))
+        return { ...publicUser(u), totp: readable ? totpLabels(statuses[i], byTenant) : null }
+      })
+    }
   })
 
   servePages(app)

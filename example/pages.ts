@@ -13,6 +13,7 @@ const FILES: Record<string, string> = {
   '/settings': 'settings.html',
   '/admin/users': 'users.html',
   '/admin/users/:userId': 'user.html',
+  '/admin/settings': 'tenant.html',
   '/app.js': 'app.js',
   '/style.css': 'style.css'
 }

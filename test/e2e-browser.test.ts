@@ -1,7 +1,8 @@
 // The seed's whole story in a real browser (Debian's chromium driven by playwright-core),
 // against the example app on Redis: enrol by reading the QR code off the page, verify,
 // sign in with a recovery code, revoke, enforce, set up at login, lock out and unlock, and
-// disable TOTP again.
+// disable TOTP again; then the enforcement policies: a role enforced in the tenant settings,
+// and a trusted browser that skips the code.
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -383,12 +384,95 @@ t.test('the seed in a browser: enrol, verify, recovery codes, revoke, enforce, s
     await asManager.getByRole('status').filter({ hasText: 'The TOTP secret of carol is revoked.' }).waitFor()
     await asManager.getByRole('button', { name: 'Save' }).click()
     await asManager.getByRole('status').filter({ hasText: 'No changes to save.' }).waitFor()
-    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, setupRequired: false, locked: false, lockedUntil: null, recoveryCodesLeft: 0 }, 'secret, enforcement, lock and recovery codes are gone')
+    t.same(await app.totp.status('carol'), { userId: 'carol', enabled: false, enforced: false, setupRequired: false, setupDeadline: null, locked: false, lockedUntil: null, recoveryCodesLeft: 0 }, 'secret, enforcement, lock and recovery codes are gone')
 
     await signOut(carol)
     await signIn(carol, 'carol')
     t.equal(new URL(carol.url()).pathname, '/home', 'no TOTP step any more')
     await carol.getByText('Signed in as carol').first().waitFor()
+  })
+
+  await t.test('R13 admin enforces TOTP for a role in Settings > Authentication; manager, who holds it, is sent to set up TOTP at sign-in', async (t) => {
+    const role = 'ROLE_USER_MANAGEMENT_CREATE'
+    await admin.goto('/admin/users')
+    await admin.getByRole('link', { name: 'Settings › Authentication' }).click()
+    await admin.waitForURL('**/admin/settings')
+    const settings = admin.getByRole('region', { name: 'Two-factor authentication' })
+    await settings.getByLabel(role, { exact: true }).check()
+    await settings.getByRole('button', { name: 'Save' }).click()
+    await settings.getByRole('alert').filter({ hasText: 'These settings would enforce TOTP on your own account' }).waitFor()
+    t.same((await app.totp.getSettings()).enforceRoles, [], 'admin holds the role too: refused until he has TOTP (ENROL_FIRST)')
+
+    await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'User settings' }).click()
+    await admin.getByRole('button', { name: 'Set up two-factor authentication' }).click()
+    const adminApp = new Authenticator((await scanQrCode(admin)).searchParams.get('secret') ?? '')
+    await admin.getByLabel('Verification code').fill(adminApp.code())
+    await admin.getByRole('button', { name: 'Confirm' }).click()
+    await admin.getByText('Two-factor authentication is enabled for your account').waitFor()
+
+    await admin.goto('/admin/settings')
+    await settings.getByLabel(role, { exact: true }).check()
+    await settings.getByRole('button', { name: 'Save' }).click()
+    await settings.getByRole('status').filter({ hasText: 'Saved.' }).waitFor()
+    await shot(admin, 'tenant-settings')
+    t.same(await app.totp.getSettings(), { enforceAll: false, enforceRoles: [role], gracePeriod: 0 }, 'only enforceRoles changed')
+
+    await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Administration' }).click()
+    await admin.getByRole('cell', { name: 'enforced, setup pending' }).waitFor()
+    const column = await admin.locator('tbody[data-users] tr').evaluateAll((rows) =>
+      (rows as HTMLTableRowElement[]).map((r) => [r.cells[0].textContent, r.cells[3].textContent]))
+    t.same(column, [['admin', 'enabled, enforced'], ['manager', 'enforced, setup pending'], ['alice', 'not set up'], ['carol', 'not set up'], ['bob', 'not set up']], 'the Users page\'s TOTP column')
+    await shot(admin, 'users-totp-column')
+
+    await signOut(manager)
+    await signIn(manager, 'manager')
+    t.equal(new URL(manager.url()).pathname, '/setup', 'the manager holds the role: set up first')
+    await manager.getByRole('heading', { name: 'Set up two-factor authentication' }).waitFor()
+    await manager.goto('/home')
+    await manager.waitForURL('**/setup')
+    t.equal(await manager.getByRole('button', { name: 'Not now' }).isVisible(), false, 'no grace period: no way around it')
+  })
+
+  await t.test('R15 bob verifies with "Trust this browser for 30 days" checked, signs out, signs in again in the same browser and reaches home without a code', async (t) => {
+    await bob.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'User settings' }).click()
+    await bob.getByRole('button', { name: 'Set up two-factor authentication' }).click()
+    const bobApp = new Authenticator((await scanQrCode(bob)).searchParams.get('secret') ?? '')
+    await bob.getByLabel('Verification code').fill(bobApp.code())
+    await bob.getByRole('button', { name: 'Confirm' }).click()
+    const devices = bob.getByRole('region', { name: 'Trusted browsers' })
+    await devices.getByText('No trusted browsers.').waitFor()
+
+    await signOut(bob)
+    await signIn(bob, 'bob')
+    t.equal(new URL(bob.url()).pathname, '/verify')
+    await bob.getByLabel('Verification code').fill(bobApp.code())
+    await bob.getByLabel('Trust this browser for 30 days').check()
+    await shot(bob, 'trust-browser')
+    await bob.getByRole('button', { name: 'Verify' }).click()
+    await bob.waitForURL('**/home')
+    const cookie = (await bob.context().cookies()).find((c) => c.name === 'totp_device')
+    t.match(cookie, { httpOnly: true, sameSite: 'Lax' }, 'an HttpOnly cookie names the browser')
+    t.ok(Math.abs((cookie?.expires ?? 0) - (Date.now() / 1000 + 30 * 86400)) < 60, 'for 30 days')
+
+    await signOut(bob)
+    const from = requested.length
+    await signIn(bob, 'bob')
+    t.equal(new URL(bob.url()).pathname, '/home', 'straight home')
+    await bob.getByText('Signed in as bob').first().waitFor()
+    t.same(requested.slice(from).filter((url) => new URL(url).pathname.endsWith('/verify')), [], 'no verification page, no code sent')
+
+    await bob.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'User settings' }).click()
+    await devices.getByText(/^This browser: trusted since/).waitFor()
+    t.equal(await devices.getByRole('listitem').count(), 1)
+    const { devices: list } = await bob.evaluate(() => fetch('/totp/devices').then((r) => r.json()))
+    t.equal(Date.parse(list[0].expiresAt) - Date.parse(list[0].createdAt), 30 * 86_400_000, 'GET /totp/devices: trusted for 30 days')
+    await shot(bob, 'trusted-browsers')
+    await devices.getByRole('button', { name: 'Forget' }).click()
+    await devices.getByText('No trusted browsers.').waitFor()
+
+    await signOut(bob)
+    await signIn(bob, 'bob')
+    t.equal(new URL(bob.url()).pathname, '/verify', 'forgotten: the code is asked again')
   })
 
   await t.test('no page loaded anything from outside the app, and no script failed', async (t) => {

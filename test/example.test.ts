@@ -48,11 +48,12 @@ t.test('the pages are served from the app itself, with a CSP and the seed\'s wor
   const server = await app(t)
   const expected: Record<string, string[]> = {
     '/': ['<label for="username">Username</label>', '<label for="password">Password</label>', '>Sign in</button>'],
-    '/verify': ['>Verification code</label>', '>Verify</button>', '>Use a recovery code instead</button>', '>Recovery code</label>'],
+    '/verify': ['>Verification code</label>', 'Trust this browser for 30 days</label>', '>Verify</button>', '>Use a recovery code instead</button>', '>Recovery code</label>'],
     '/setup': ['<h1>Set up two-factor authentication</h1>', 'alt="QR code"', '>Verification code</label>', '>Confirm</button>', '>Recovery codes</h2>', '>Continue</button>'],
     '/home': ['Signed in as', '>User settings</a>', '>Administration</a>'],
-    '/settings': ['>Set up two-factor authentication</button>', 'alt="QR code"', '>Recovery codes</h2>', '>Get new recovery codes</button>'],
-    '/admin/users': ['Administration › Accounts › Users'],
+    '/settings': ['>Set up two-factor authentication</button>', 'alt="QR code"', '>Recovery codes</h2>', '>Get new recovery codes</button>', '>Trusted browsers</h2>'],
+    '/admin/users': ['Administration › Accounts › Users', '>TOTP</th>', 'href="/admin/settings"'],
+    '/admin/settings': ['Administration › Settings › Authentication', 'Enforce TOTP for all users', 'Enforce TOTP for users with the role', '>Grace period (days)</label>', '>Save</button>'],
     '/admin/users/alice': ['Login options', 'Enforce TOTP for the user', '>Revoke TOTP secret</button>', '>Unlock</button>', '<dialog', '>Revoke</button>', '>Save</button>']
   }
   for (const [url, words] of Object.entries(expected)) {
@@ -184,7 +185,7 @@ t.test('R10 after lockout.maxFailures wrong codes bob stays locked until admin, 
   const admin = new Client(server)
   await admin.login('admin')
   t.same((await admin.request('GET', '/totp/users/bob')).json(), {
-    userId: 'bob', enabled: true, enforced: false, setupRequired: false, locked: true, lockedUntil: null, recoveryCodesLeft: 10
+    userId: 'bob', enabled: true, enforced: false, setupRequired: false, setupDeadline: null, locked: true, lockedUntil: null, recoveryCodesLeft: 10
   }, 'the user page data: locked until unlocked')
   const manager = new Client(server)
   await manager.login('manager')
@@ -221,6 +222,59 @@ t.test('/api/users lists the demo hierarchy to a signed-in user only', async (t)
   await c.login('bob')
   t.same((await c.request('GET', '/api/users')).json().users.map((u: { id: string; parentId: string | null }) => [u.id, u.parentId]),
     [['admin', null], ['manager', 'admin'], ['alice', 'manager'], ['carol', 'manager'], ['bob', 'admin']])
+})
+
+t.test('R13 R14 the Users page data: a TOTP column from app.totp.statuses, roles counted, only where R8 lets one read', async (t) => {
+  const server = await app(t, { lockout: { maxFailures: 3 } })
+  const CREATE = 'ROLE_USER_MANAGEMENT_CREATE'
+  const enrol = async (username: string): Promise<{ c: Client; secret: string }> => {
+    const c = new Client(server)
+    await c.login(username)
+    const { secret } = (await c.request('POST', '/totp/setup')).json()
+    t.equal((await c.request('POST', '/totp/setup/confirm', { code: codeFor(secret) })).statusCode, 200, `${username} enrols`)
+    return { c, secret }
+  }
+  const admin = new Client(server)
+  await admin.login('admin')
+  const refused = await admin.request('PUT', '/totp/settings', { enforceRoles: [CREATE], gracePeriod: 86_400 })
+  t.equal(refused.json().code, 'FST_TOTP_ENROL_FIRST', 'admin holds the role: his own TOTP first')
+  const { c: admin2 } = await enrol('admin')
+  await enrol('alice')
+  const carol = await enrol('carol')
+  const locker = new Client(server)
+  await locker.login('carol')
+  for (let i = 0; i < 3; i++) await locker.request('POST', '/totp/verify', { code: wrongCode(carol.secret) })
+  await server.totp.setEnforced('bob', true)
+  // what Settings > Authentication sends: only the fields that changed
+  const saved = await admin2.request('PUT', '/totp/settings', { enforceRoles: [CREATE], gracePeriod: 86_400 })
+  t.same(saved.json(), { enforceAll: false, enforceRoles: [CREATE], gracePeriod: 86_400 })
+
+  const column = async (c: Client): Promise<Array<[string, string[] | null]>> => {
+    const res = await c.request('GET', '/api/users')
+    t.equal(res.statusCode, 200)
+    return res.json().users.map((u: { id: string; totp: string[] | null }) => [u.id, u.totp])
+  }
+  const all = [
+    ['admin', ['enabled', 'enforced']],
+    ['manager', ['enforced', 'setup pending']],
+    ['alice', ['enabled']],
+    ['carol', ['enabled', 'locked']],
+    ['bob', ['enforced', 'setup pending']]
+  ]
+  t.same(await column(admin2), all, 'admin sees every user\'s TOTP column')
+  t.equal((await server.totp.status('manager')).setupDeadline, null, 'R14 the Users page\'s look starts no grace period')
+
+  const manager = new Client(server)
+  t.equal((await manager.login('manager')).json().totp, 'setup', 'R13 his role is enforced: login says setup')
+  t.equal((await manager.request('GET', '/api/profile')).statusCode, 200, 'R14 but within the grace period he may go on')
+  t.same(await column(manager), all, 'READ: every row')
+  const deadline = Date.parse((await manager.request('GET', '/totp/status')).json().setupDeadline)
+  t.ok(Math.abs(deadline - (Date.now() + 86_400_000)) < 60_000, 'R14 a deadline a day after he was first seen enforced')
+
+  const bob = new Client(server)
+  await bob.login('bob')
+  t.same(await column(bob), [['admin', null], ['manager', null], ['alice', null], ['carol', null], ['bob', ['enforced', 'setup pending']]],
+    'R8 bob (no roles) sees only his own')
 })
 
 t.test('with Redis, TOTP state and sessions share the Redis and the key prefix', async (t) => {

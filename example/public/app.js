@@ -42,6 +42,10 @@ function explain (err) {
     case 'FST_TOTP_FORBIDDEN': return `You are not allowed to do this: ${err.message.replace(/^Forbidden: /, '')}.`
     case 'FST_TOTP_SETUP_REQUIRED': return 'Two-factor authentication must be set up first.'
     case 'FST_TOTP_NO_PENDING_SETUP': return 'The setup expired. Start it again.'
+    case 'FST_TOTP_ENROL_FIRST':
+      return 'These settings would enforce TOTP on your own account: ' +
+        'set up two-factor authentication in User settings first.'
+    case 'FST_TOTP_DEVICE_NOT_FOUND': return 'That browser was already forgotten.'
     case 'FST_TOTP_UNAVAILABLE': return 'The service is unavailable. Try again shortly.'
     case 'EXAMPLE_CSRF': return 'Your session changed. Reload the page.'
     default: return err.message
@@ -59,6 +63,7 @@ function redirectFor (err) {
 
 const $ = (selector, root = document) => root.querySelector(selector)
 const $$ = (selector, root = document) => [...root.querySelectorAll(selector)]
+const el = (tag, props) => Object.assign(document.createElement(tag), props)
 
 function show (el, text) {
   el.textContent = text ?? ''
@@ -85,6 +90,12 @@ function explainRecovery (err) {
 function lockedError (status) {
   const seconds = status.lockedUntil === null ? null : Math.ceil((Date.parse(status.lockedUntil) - Date.now()) / 1000)
   return new ApiError(429, { code: 'FST_TOTP_LOCKED' }, seconds)
+}
+
+/** "required from …": when an enforced user's grace period ends (R14), or null when none runs. */
+function graceEnd (status) {
+  const end = status.setupDeadline === null ? NaN : Date.parse(status.setupDeadline)
+  return end > Date.now() ? new Date(end).toLocaleString() : null
 }
 
 /** Shows a new set of recovery codes in the "Recovery codes" section; false when there is none. */
@@ -151,7 +162,9 @@ const pages = {
       try {
         const credentials = { username: form.username.value.trim(), password: form.password.value }
         const { totp } = await api('POST', '/login', credentials)
-        location.assign({ none: '/home', verify: '/verify', setup: '/setup' }[totp])
+        // a trusted browser (R15) is verified by the gate on its first request: no code to ask for
+        const trusted = totp === 'verify' && (await api('GET', '/totp/status')).verified
+        location.assign(trusted ? '/home' : { none: '/home', verify: '/verify', setup: '/setup' }[totp])
       } catch (err) {
         showError(form, err)
       }
@@ -177,7 +190,9 @@ const pages = {
     const onCode = (f, path, next, explain) => f.addEventListener('submit', async (event) => {
       event.preventDefault()
       try {
-        await api('POST', path, { code: f.code.value.trim() })
+        // "Trust this browser for 30 days" (the code form only): later sign-ins here skip the code (R15)
+        const trust = f.trust?.checked ? { trustDevice: true } : {}
+        await api('POST', path, { code: f.code.value.trim(), ...trust })
         location.assign(next)
       } catch (err) {
         if (err.code === 'FST_TOTP_NOT_ENABLED') return location.assign('/home')
@@ -200,11 +215,20 @@ const pages = {
   async setup () {
     const main = $('main')
     $('[data-continue]').addEventListener('click', () => location.assign('/home'))
+    $('[data-later]').addEventListener('click', () => location.assign('/home'))
     try {
+      // R14: during a grace period the person may set it up later
+      const until = graceEnd(await api('GET', '/totp/status'))
+      if (until !== null) {
+        $('[data-intro]').textContent = `Two-factor authentication is required for your account from ${until}. ` +
+          'Set it up now, or later from User settings.'
+        $('[data-later]').hidden = false
+      }
       await startSetup($('[data-setup]'), (codes) => {
         // the codes are shown once: the person moves on when they have saved them
         if (!showCodes(codes)) return location.assign('/home')
         $('[data-setup]').hidden = true
+        $('[data-later]').hidden = true
         $('[data-continue]').hidden = false
       })
     } catch (err) {
@@ -218,7 +242,9 @@ const pages = {
     fillUser(await signedInUser())
     const status = await api('GET', '/totp/status')
     const left = `recovery codes left: ${status.recoveryCodesLeft}`
-    show($('[data-totp-summary]'), status.enabled ? `Set up; ${left}` : 'Not set up')
+    const until = graceEnd(status)
+    const notSetUp = until ? `Not set up; required from ${until}` : 'Not set up'
+    show($('[data-totp-summary]'), status.enabled ? `Set up; ${left}` : notSetUp)
     if (new URLSearchParams(location.search).has('recovered')) {
       show($('[data-recovered]'), 'You signed in with a recovery code; it cannot be used again. ' +
         `Recovery codes left: ${status.recoveryCodesLeft}. User settings makes a new set.`)
@@ -238,6 +264,31 @@ const pages = {
       $('[data-setup]').hidden = true
       show($('[data-codes-left]', recovery), `Recovery codes left: ${codesLeft}.`)
       recovery.hidden = false
+      listDevices().catch((err) => showError(main, err))
+    }
+    // R15: the browsers that skip the code at sign-in, each with "Forget"
+    async function listDevices () {
+      const { devices } = await api('GET', '/totp/devices')
+      const items = devices.map((device) => {
+        const name = device.current ? 'This browser' : device.label || 'A browser'
+        const since = new Date(device.createdAt).toLocaleDateString()
+        const until = new Date(device.expiresAt).toLocaleDateString()
+        const item = el('li', { textContent: `${name}: trusted since ${since}, until ${until}`, title: device.label })
+        const forget = el('button', { type: 'button', className: 'secondary', textContent: 'Forget' })
+        forget.addEventListener('click', async () => {
+          try {
+            await api('DELETE', `/totp/devices/${encodeURIComponent(device.id)}`)
+          } catch (err) {
+            if (err.code !== 'FST_TOTP_DEVICE_NOT_FOUND') return showError(main, err)
+          }
+          await listDevices()
+        })
+        item.append(forget)
+        return item
+      })
+      if (!items.length) items.push(el('li', { textContent: 'No trusted browsers.' }))
+      $('[data-device-list]').replaceChildren(...items)
+      $('[data-devices]').hidden = false
     }
     // a new set replaces the old one: the codes saved before stop working
     $('[data-new-codes]').addEventListener('click', async () => {
@@ -251,8 +302,10 @@ const pages = {
     })
     const status = await api('GET', '/totp/status')
     if (status.enabled) return enabled(status.recoveryCodesLeft)
+    const until = graceEnd(status)
+    const before = until ? ` Set it up before ${until}.` : ''
     show(state, status.setupRequired
-      ? 'Two-factor authentication is required for your account and not set up yet.'
+      ? `Two-factor authentication is required for your account and not set up yet.${before}`
       : 'Two-factor authentication is not set up: signing in needs only your password.')
     start.hidden = false
     start.addEventListener('click', async () => {
@@ -283,7 +336,63 @@ const pages = {
       row.insertCell().append(link)
       row.insertCell().textContent = user.parentId ?? ''
       row.insertCell().textContent = user.roles.join(', ')
+      // computed by the server (R13 roles count); null: the plugin does not let you read it (R8)
+      row.insertCell().textContent = user.totp === null ? '—' : user.totp.join(', ') || 'not set up'
     }
+  },
+
+  async tenant () {
+    await signedInUser()
+    const section = $('main section')
+    const form = $('#tenant-settings')
+    const ok = $('.ok', form)
+    let saved
+    try {
+      saved = await api('GET', '/totp/settings')
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 403) throw err
+      return show($('.error', section), `You are not allowed to see the tenant settings: ${err.message.replace(/^Forbidden: /, '')}.`)
+    }
+    // a checkbox for every role of the example's users, and for any other role already enforced
+    const { users } = await api('GET', '/api/users')
+    const roles = [...new Set([...users.flatMap((u) => u.roles), ...saved.enforceRoles])].sort()
+    $('[data-roles]').replaceChildren(...roles.map((role) => {
+      const label = el('label', { className: 'check' })
+      label.append(el('input', { type: 'checkbox', name: 'role', value: role }), ` ${role}`)
+      return label
+    }))
+    const fill = () => {
+      form.enforceAll.checked = saved.enforceAll
+      $$('input[name=role]', form).forEach((box) => { box.checked = saved.enforceRoles.includes(box.value) })
+      form.grace.value = String(saved.gracePeriod / 86400)
+    }
+    fill()
+    form.hidden = false
+
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault()
+      show(ok)
+      show($('.error', form))
+      // PUT only what changed: the other settings keep their values
+      const next = {
+        enforceAll: form.enforceAll.checked,
+        enforceRoles: $$('input[name=role]:checked', form).map((box) => box.value),
+        gracePeriod: Math.round(Number(form.grace.value) * 86400)
+      }
+      const changed = {}
+      if (next.enforceAll !== saved.enforceAll) changed.enforceAll = next.enforceAll
+      const same = next.enforceRoles.join('\n') === [...saved.enforceRoles].sort().join('\n')
+      if (!same) changed.enforceRoles = next.enforceRoles
+      if (next.gracePeriod !== saved.gracePeriod) changed.gracePeriod = next.gracePeriod
+      if (Object.keys(changed).length === 0) return show(ok, 'No changes to save.')
+      try {
+        saved = await api('PUT', '/totp/settings', changed)
+        fill()
+        show(ok, 'Saved.')
+      } catch (err) {
+        showError(form, err)
+      }
+    })
   },
 
   async user () {
