@@ -3,6 +3,7 @@
 //   /health          no session read (no cookie), opted out of the gate (the ceiling)
 //   /base/profile    @fastify/session on RedisSessionStore, opted out of the gate (the baseline)
 //   /app/profile     the same route and session, gated by fastify-totp (gate, gate-plain)
+//   /app/step-up/profile  the same handler, a step-up route (config.totp.maxAge) (gate-policies)
 //   /app/totp/*      the plugin's routes (verify, flood)
 //
 // The baseline and the gated route share everything (client, session store, cookie, handler);
@@ -16,6 +17,10 @@ import { RedisSessionStore } from '../plugin/session-store.js'
 
 export const BASE_PREFIX = '/base'
 export const APP_PREFIX = '/app'
+/** The step-up route of gate-policies: a session must have verified a code within STEP_UP_MAX_AGE seconds. */
+export const STEP_UP_PATH = `${APP_PREFIX}/step-up/profile`
+/** Longer than any run: the sessions seeded as verified at the start stay fresh enough throughout. */
+export const STEP_UP_MAX_AGE = 3600
 
 export interface BenchAppOptions {
   redis: Redis | Cluster
@@ -28,8 +33,8 @@ export interface BenchAppOptions {
   sessionSecret: string
 }
 
-/** The app's first-factor identity, as a team would keep it in the session. */
-export interface SessionUser { id: string; tenant: string }
+/** The app's first-factor identity, as a team would keep it in the session (roles: for `enforceRoles`). */
+export interface SessionUser { id: string; tenant: string; roles?: string[] }
 
 // The app's own protected route: the same function behind /base and /app.
 async function profile (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
@@ -56,12 +61,13 @@ export async function buildBenchApp (opts: BenchAppOptions): Promise<FastifyInst
     prefix: `${APP_PREFIX}/totp`,
     getUser: (request): TotpUser | null => {
       const uid = request.session.get('uid' as never) as unknown as SessionUser | undefined
-      return uid === undefined ? null : { id: uid.id, tenant: uid.tenant, roles: [] }
+      return uid === undefined ? null : { id: uid.id, tenant: uid.tenant, roles: uid.roles ?? [] }
     }
   })
   app.get('/health', { config: { totp: false } }, async () => ({ ok: true }))
   app.get(`${BASE_PREFIX}/profile`, { config: { totp: false } }, profile)
   app.get(`${APP_PREFIX}/profile`, profile)
+  app.get(STEP_UP_PATH, { config: { totp: { maxAge: STEP_UP_MAX_AGE } } }, profile)
   await app.ready()
   return app
 }

@@ -60,7 +60,15 @@ export interface BenchReport {
     redis: string
     autoPipelining: boolean
   }
-  seeding: { ms: number, users: number, sessions: number, commands: number, enrolledUsers: number }
+  seeding: {
+    ms: number
+    users: number
+    sessions: number
+    /** Copies of gate-policies' tenant settings (one per shard). */
+    settings?: number
+    commands: number
+    enrolledUsers: number
+  }
   scenarios: ScenarioReport[]
   core: CoreResult & { target: number, met: boolean }
   memory: MemoryResult
@@ -161,13 +169,15 @@ export function renderNotes (r: BenchReport): string {
       'requests of the same runs (the "session-only around" column); each round starts one scenario further on. ' +
       `Redis commands, round trips and CPU per request: from a ${r.config.countSeconds} s run of each scenario ` +
       `alone after the rounds. Ratio per round: ${ratiosPerRound}.`,
-    'Fair comparison: session-only, gate and gate-plain run in the same process, with the same @fastify/session ' +
-      'options, RedisSessionStore, Redis client and handler; each sends its own users\' sessions, ' +
+    'Fair comparison: session-only, gate, gate-plain and gate-policies run in the same process, with the same ' +
+      '@fastify/session options, RedisSessionStore, Redis client and handler; each sends its own users\' sessions, ' +
       'one per connection (session-only: as an app without the plugin keeps them; gate: verified sessions of ' +
-      'enrolled users; gate-plain: sessions of users without TOTP), so that the two stores interleaved in one run ' +
-      'never rewrite each other\'s values; fastify-totp is registered at the root, /base and /health opt out ' +
+      'enrolled users; gate-plain: sessions of users without TOTP; gate-policies: verified sessions of enrolled ' +
+      'users holding a role the tenant enforces, on a step-up route), so that the two stores interleaved in one ' +
+      'run never rewrite each other\'s values; fastify-totp is registered at the root, /base and /health opt out ' +
       '(config.totp false), so session-only pays nothing for the plugin.',
-    `Seeding: ${fmt(r.seeding.enrolledUsers)} enrolled users and ${fmt(r.seeding.sessions)} sessions ` +
+    `Seeding: ${fmt(r.seeding.enrolledUsers)} enrolled users, ${fmt(r.seeding.sessions)} sessions ` +
+      `and ${fmt(r.seeding.settings ?? 0)} copies of a tenant's settings ` +
       `(${fmt(r.seeding.commands)} Redis writes, pipelined) in ${(r.seeding.ms / 1000).toFixed(2)} s.`,
     `Redis memory per enrolled user: ${fmt(r.memory.bytesPerUser)} bytes (MEMORY USAGE of every key a user owns, ` +
       `${r.memory.keysPerUser.toFixed(2)} keys/user, ${fmt(r.memory.sampledUsers)} users sampled, ` +

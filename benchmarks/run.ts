@@ -133,10 +133,18 @@ try {
     keyRing: createKeyRing(encryptionKey),
     sessionPrefix,
     sessionSecret,
-    counts: { base: CONNECTIONS, verify: VERIFY_USERS, gate: CONNECTIONS, plain: CONNECTIONS, flood: FLOOD_USERS }
+    counts: {
+      base: CONNECTIONS,
+      verify: VERIFY_USERS,
+      gate: CONNECTIONS,
+      plain: CONNECTIONS,
+      flood: FLOOD_USERS,
+      policy: CONNECTIONS
+    }
   })
   const pop: Population = seeded.population
-  log(`seeded ${seeded.users} enrolled users and ${seeded.sessions} sessions in ${(seeded.ms / 1000).toFixed(2)} s`)
+  log(`seeded ${seeded.users} enrolled users, ${seeded.sessions} sessions and ${seeded.settings} tenant settings ` +
+    `copies in ${(seeded.ms / 1000).toFixed(2)} s`)
 
   // --- the server process, on the plugin as it ships (compiled by tsc)
   const serverJs = compileServer()
@@ -343,6 +351,7 @@ try {
       ms: seeded.ms,
       users: seeded.users + 2 * CONNECTIONS,
       sessions: seeded.sessions,
+      settings: seeded.settings,
       commands: seeded.commands,
       enrolledUsers: seeded.users
     },

@@ -2,10 +2,10 @@
 // Shared by the runner (benchmarks/run.ts) and the smoke test (test/bench-smoke.test.ts).
 import autocannon from 'autocannon'
 import { DEFAULT_TOTP_PARAMS, generateCode } from '../plugin/totp/index.js'
-import { APP_PREFIX, BASE_PREFIX } from './app.js'
-import { wrongCode, type Population, type SeededUser } from './seed.js'
+import { APP_PREFIX, BASE_PREFIX, STEP_UP_MAX_AGE, STEP_UP_PATH } from './app.js'
+import { POLICY_ROLES, wrongCode, type Population, type SeededUser } from './seed.js'
 
-export type ScenarioName = 'health' | 'session-only' | 'gate' | 'gate-plain' | 'verify' | 'flood'
+export type ScenarioName = 'health' | 'session-only' | 'gate' | 'gate-plain' | 'gate-policies' | 'verify' | 'flood'
 
 /** One request as a scenario sends it (on connection `conn`, numbered from 0 in each load). */
 export interface RequestSpec {
@@ -131,6 +131,24 @@ export function httpScenarios (pop: Population, opts: { rounds: number }): HttpS
       perRequest: 'gated request',
       request: () => perConnection(`${APP_PREFIX}/profile`, pop.plain),
       notes: () => []
+    }),
+    scenario({
+      name: 'gate-policies',
+      what: `GET ${STEP_UP_PATH}: plugin gate on a step-up route (maxAge ${STEP_UP_MAX_AGE} s); enrolled user ` +
+        `holding a role of the tenant's enforceRoles (${POLICY_ROLES.join(', ')}; grace period set), ` +
+        'session verified at seeding',
+      target: { of: 'session-only', min: 0.85 },
+      expected: { 200: 'profile' },
+      perRequest: 'gated request',
+      request: () => perConnection(STEP_UP_PATH, pop.policy),
+      notes: () => {
+        // the seeded marks outlive the run by far; were it not so, 401s would be reported as unexpected
+        const age = (Date.now() - pop.verifiedAt) / 1000
+        return age > STEP_UP_MAX_AGE
+          ? [`the run outlasted the step-up maxAge (${Math.round(age)} s > ${STEP_UP_MAX_AGE} s): ` +
+              'late 401s are expiries']
+          : []
+      }
     }),
     scenario({
       name: 'verify',

@@ -13,6 +13,15 @@ import type { SessionUser } from './app.js'
 import { RespPipe } from './resp-pipe.js'
 
 export const TENANT = 'default'
+/**
+ * gate-policies' tenant, with enforcement policies set: TOTP enforced on the roles POLICY_ROLES
+ * (R13) with a grace period of POLICY_GRACE seconds (R14). Its users hold USER_ROLES, one of them
+ * enforced. The other scenarios' tenant (TENANT) has no settings, as before policies existed.
+ */
+export const POLICY_TENANT = 'policies'
+export const POLICY_ROLES = ['ROLE_ADMIN', 'ROLE_BILLING']
+export const POLICY_GRACE = 7 * 86400
+export const USER_ROLES = ['ROLE_USER', 'ROLE_BILLING']
 export const COOKIE_NAME = 'sessionId'
 const SESSION_TTL = String(DEFAULT_SESSION_TTL * 1000)
 
@@ -52,12 +61,16 @@ export interface Population {
   verify: SeededUser[]
   /** Enrolled users with a verified session. */
   gate: SeededUser[]
+  /** Enrolled users of POLICY_TENANT holding an enforced role, with a session verified at `verifiedAt`. */
+  policy: SeededUser[]
   /** Users neither enrolled nor enforced, signed in. */
   plain: SeededUser[]
   /** Enrolled users with a pending session, attacked with wrong codes. */
   flood: SeededUser[]
   /** The last accepted step written for every enrolled user. */
   seededStep: number
+  /** When the verified sessions (gate, policy) verified, as their mark's `v` says (epoch ms). */
+  verifiedAt: number
 }
 
 export interface SeedOptions {
@@ -67,10 +80,18 @@ export interface SeedOptions {
   keyRing: KeyRing
   sessionPrefix: string
   sessionSecret: string
-  counts: { base: number, verify: number, gate: number, plain: number, flood: number }
+  counts: { base: number, verify: number, gate: number, plain: number, flood: number, policy: number }
 }
 
-export interface SeedResult { population: Population, ms: number, users: number, sessions: number, commands: number }
+export interface SeedResult {
+  population: Population
+  ms: number
+  users: number
+  sessions: number
+  /** Tenant settings hashes written (POLICY_TENANT's copy in every shard). */
+  settings: number
+  commands: number
+}
 
 /** `sessionId=...` for a session id, signed like @fastify/session (HMAC-SHA256 via @fastify/cookie's Signer). */
 export function sessionCookie (signer: Signer, sessionId: string): string {
@@ -79,13 +100,27 @@ export function sessionCookie (signer: Signer, sessionId: string): string {
 
 /**
  * The app's session JSON as @fastify/session stores it: the app's own fields and, once the
- * session verified a code, the plugin's `totp` mark (user and generation).
+ * session verified a code, the plugin's `totp` mark (tenant, user, generation and, as
+ * markVerified writes it, when: `verifiedAt`, epoch ms).
  */
-export function sessionValue (user: SessionUser, verifiedGen: number | null = null): string {
+export function sessionValue (user: SessionUser, verifiedGen: number | null = null, verifiedAt = Date.now()): string {
   const totp: TotpSessionState | undefined = verifiedGen === null
     ? undefined
-    : { t: user.tenant, u: user.id, g: verifiedGen }
+    : { t: user.tenant, u: user.id, g: verifiedGen, v: verifiedAt }
   return JSON.stringify({ cookie: SESSION_COOKIE, uid: user, cart: 'app data', totp })
+}
+
+/**
+ * The tenant settings hash as the store's setSettings writes it, copied into every shard (the
+ * gate reads the copy in the user's slot): `a` '1' (enforce all; absent here), `r` the roles
+ * newline-separated with a newline at each end, `p` the grace period in seconds.
+ */
+export function settingsCommands (keys: KeyLayout, tenant: string, roles: string[], grace: number): string[][] {
+  const out: string[][] = []
+  for (let shard = 0; shard < keys.shards; shard++) {
+    out.push(['HSET', keys.settings(tenant, shard), 'r', `\n${roles.join('\n')}\n`, 'p', String(grace)])
+  }
+  return out
 }
 
 export async function seed (opts: SeedOptions): Promise<SeedResult> {
@@ -93,19 +128,35 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
   const signer = new Signer(opts.sessionSecret, 'sha256')
   // confirmed a while ago: the last accepted step is well behind the current one
   const seededStep = timeStepAt(DEFAULT_TOTP_PARAMS) - 100
-  type Group = { name: keyof Omit<Population, 'seededStep'>, prefix: string, enrolled: boolean, verified: boolean }
+  const verifiedAt = Date.now()
+  type Group = {
+    name: keyof Omit<Population, 'seededStep' | 'verifiedAt'>
+    prefix: string
+    enrolled: boolean
+    verified: boolean
+    tenant: string
+    roles?: string[]
+  }
   const groups: Group[] = [
-    { name: 'base', prefix: 'b', enrolled: false, verified: false },
-    { name: 'verify', prefix: 'v', enrolled: true, verified: false },
-    { name: 'gate', prefix: 'g', enrolled: true, verified: true },
-    { name: 'plain', prefix: 'p', enrolled: false, verified: false },
-    { name: 'flood', prefix: 'f', enrolled: true, verified: false }
+    { name: 'base', prefix: 'b', enrolled: false, verified: false, tenant: TENANT },
+    { name: 'verify', prefix: 'v', enrolled: true, verified: false, tenant: TENANT },
+    { name: 'gate', prefix: 'g', enrolled: true, verified: true, tenant: TENANT },
+    { name: 'plain', prefix: 'p', enrolled: false, verified: false, tenant: TENANT },
+    { name: 'flood', prefix: 'f', enrolled: true, verified: false, tenant: TENANT },
+    { name: 'policy', prefix: 'r', enrolled: true, verified: true, tenant: POLICY_TENANT, roles: USER_ROLES }
   ]
-  const population: Population = { base: [], verify: [], gate: [], plain: [], flood: [], seededStep }
+  const population: Population = {
+    base: [], verify: [], gate: [], plain: [], flood: [], policy: [], seededStep, verifiedAt
+  }
   const pipe = await RespPipe.connect(opts.redisUrl)
   let users = 0
   let sessions = 0
+  let settings = 0
   try {
+    for (const command of settingsCommands(opts.keys, POLICY_TENANT, POLICY_ROLES, POLICY_GRACE)) {
+      pipe.send(command)
+      settings++
+    }
     for (const group of groups) {
       const n = opts.counts[group.name]
       const secrets = group.enrolled ? randomBytes(20 * n) : null
@@ -113,11 +164,13 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
       const ids = randomBytes(24 * n)
       for (let i = 0; i < n; i++) {
         const id = `${group.prefix}${i}`
-        const user: SessionUser = { id, tenant: TENANT }
+        const user: SessionUser = group.roles === undefined
+          ? { id, tenant: group.tenant }
+          : { id, tenant: group.tenant, roles: group.roles }
         let secret: Buffer | null = null
         if (secrets !== null) {
           secret = secrets.subarray(20 * i, 20 * (i + 1))
-          const ref = { tenant: TENANT, userId: id }
+          const ref = { tenant: group.tenant, userId: id }
           const sealed = seal(opts.keyRing, secret, { ...ref, purpose: SECRET_PURPOSE })
           // fields as attempt.lua leaves them: s = sealed secret (body), v = its key id,
           // l = last step, g = generation; sw, sc = setup.lua's window of setup starts
@@ -130,7 +183,7 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
           users++
         }
         const sessionId = ids.subarray(24 * i, 24 * (i + 1)).toString('base64url')
-        const value = sessionValue(user, group.verified ? 1 : null)
+        const value = sessionValue(user, group.verified ? 1 : null, verifiedAt)
         pipe.send(['SET', opts.sessionPrefix + sessionId, value, 'PX', SESSION_TTL])
         sessions++
         population[group.name].push(new Seeded(id, secret, sessionId, signer))
@@ -141,7 +194,9 @@ export async function seed (opts: SeedOptions): Promise<SeedResult> {
   } finally {
     pipe.close()
   }
-  return { population, ms: performance.now() - started, users, sessions, commands: users + sessions }
+  return {
+    population, ms: performance.now() - started, users, sessions, settings, commands: users + sessions + settings
+  }
 }
 
 /** A 6-digit code that no step from now-2 to now+3 accepts, so a flood cannot verify by luck within a run. */
