@@ -4,6 +4,7 @@ import { deviceCookie, deviceValid } from './devices.js'
 import {
   TotpRequiredError, TotpSetupRequiredError, TotpStepUpRequiredError, TotpUnavailableError
 } from './errors.js'
+import type { SessionAdapter } from './session-adapter.js'
 import { markVerified } from './sessions.js'
 import type { GateState, TotpRouteConfig, TotpSessionState, TotpUser, UserRef } from './types.js'
 import { keepRead } from './verification.js'
@@ -15,8 +16,8 @@ import { keepRead } from './verification.js'
  * request it lets through; one store call (one Redis command) per signed-in request, whatever
  * the policies (roles, grace period, trusted device).
  */
-export function createGate (ctx: TotpContext) {
-  const { getUser, verifiedForMs, trustDevice } = ctx.opts
+export function createGate (ctx: TotpContext, sessions: SessionAdapter) {
+  const { getUser, verifiedForMs, trustDevice, skip } = ctx.opts
 
   // the session's mark, if it is this user's under this generation and not too old
   const fresh = (mark: TotpSessionState | undefined, ref: UserRef, now: number): boolean =>
@@ -24,9 +25,10 @@ export function createGate (ctx: TotpContext) {
     (verifiedForMs === null || now - (mark.v ?? 0) <= verifiedForMs)
 
   return async function totpGate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const config = request.routeOptions.config.totp
+    // `skip` is the app's `config: { totp: false }` for routes it does not own
+    const config = skip?.(request) === true ? false : request.routeOptions.config.totp
     // an opted-out route (sign-in, sign-out) is not gated: it only ends a signed-out session's mark
-    if (config === false && request.session?.totp == null) return
+    if (config === false && sessions.get(request) == null) return
     let user: TotpUser | null | undefined
     try {
       user = await getUser(request)
@@ -38,13 +40,13 @@ export function createGate (ctx: TotpContext) {
     if (user === null || user === undefined) {
       // signed out: whatever the session verified goes with its user, so that signing in again
       // in the same session (an app that neither destroys nor regenerates it) asks for a code
-      if (request.session?.totp != null) request.session.totp = undefined
+      sessions.clear(request)
       return
     }
     if (config === false) return
     const ref = userRef(user)
     const now = Date.now()
-    const mark = request.session?.totp
+    const mark = sessions.get(request)
     // a trusted device is looked up (in the same command) only for a session not verified yet
     const device = trustDevice !== null && !fresh(mark, ref, now) ? deviceCookie(request, trustDevice.cookieName) : null
     const roles = Array.isArray(user.roles) ? user.roles : []
@@ -63,7 +65,7 @@ export function createGate (ctx: TotpContext) {
     }
     let verified = state.enabled && fresh(mark, ref, now) && mark!.g === state.gen
     // revoked or re-enrolled since, expired, or another user: the session loses its verified state
-    if (!verified && mark != null) request.session.totp = undefined
+    if (!verified && mark != null) sessions.clear(request)
     // a trusted device passes an enrolled user who is not locked (a lock means someone is guessing)
     if (!verified && device !== null && state.enabled && state.lockedUntil <= now &&
       deviceValid(state.device, device.token, state.gen)) {
@@ -72,7 +74,7 @@ export function createGate (ctx: TotpContext) {
       verified = true
     }
     request.totp = { user, ref, state, verified }
-    decide(reply, config, state, verified, request.session?.totp, now)
+    decide(reply, config, state, verified, sessions.get(request), now)
   }
 }
 

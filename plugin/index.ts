@@ -10,10 +10,12 @@ import { createOperator } from './operator.js'
 import { resolveOptions, type FastifyTotpOptions } from './options.js'
 import { defineTotpAbilities } from './policy/abilities.js'
 import { adminRoutes } from './routes/admin.js'
+import { withRouteOptions } from './routes/merge.js'
 import { sameSiteJson, strictInput } from './routes/schemas.js'
 import { settingsRoutes } from './routes/settings.js'
 import { setupRoutes } from './routes/setup.js'
 import { verifyRoutes } from './routes/verify.js'
+import { useSessions } from './session-adapter.js'
 import { bounded, failClosed } from './stores/fail-closed.js'
 import { MemoryTotpStore } from './stores/memory.js'
 import { RedisTotpStore } from './stores/redis.js'
@@ -28,6 +30,8 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
     throw new TotpOptionsError('register fastify-totp at the root of the app (or inside a fastify-plugin ' +
       'wrapped plugin): inside an encapsulated scope the gate would leave every other route unprotected')
   }
+  // @fastify/session or @fastify/secure-session, chosen once (the option, else the one registered)
+  const sessions = useSessions(fastify, opts.session)
   const policy = { lock: opts.lock, ip: opts.ip, setup: opts.setup }
   let store: TotpStore
   if (options.store !== undefined) store = options.store
@@ -84,23 +88,38 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
   const operator = createOperator(ctx)
   fastify.decorate('totp', operator)
   fastify.decorateRequest('totp', null)
-  fastify.addHook('preValidation', createGate(ctx))
+  fastify.addHook('preValidation', createGate(ctx, sessions))
+
+  // a request that came through a proxy, to an app that does not trust it: every client shares
+  // the proxy's address, so one IP budget (S4) would lock everyone out
+  // (trustProxy off: request.ip is the socket's address whatever the header says)
+  let warnedProxy = false
+  fastify.addHook('onRequest', async (request) => {
+    if (warnedProxy || request.headers['x-forwarded-for'] === undefined) return
+    if (request.ip !== request.socket.remoteAddress) return
+    warnedProxy = true
+    request.log.warn('fastify-totp: X-Forwarded-For arrived but trustProxy is off: behind a proxy every client ' +
+      'has its address, and shares one per-IP failure budget. Set trustProxy')
+  })
 
   await fastify.register(async (scope) => {
     strictInput(scope)
     sameSiteJson(scope)
-    verifyRoutes(scope, ctx)
-    setupRoutes(scope, ctx)
-    adminRoutes(scope, ctx, operator)
-    settingsRoutes(scope, ctx, operator)
+    // the app's routeOptions go into each route as it is declared
+    const routes = withRouteOptions(scope, opts.routeOptions)
+    verifyRoutes(routes, ctx)
+    setupRoutes(routes, ctx)
+    adminRoutes(routes, ctx, operator)
+    settingsRoutes(routes, ctx, operator)
   }, { prefix: opts.prefix })
 }
 
-/** The plugin: register it after @fastify/cookie and @fastify/session. */
+/** The plugin: register it after @fastify/cookie and @fastify/session (or @fastify/secure-session). */
 export const totp = fp(fastifyTotp, {
   fastify: '5.x',
   name: 'fastify-totp',
-  dependencies: ['@fastify/cookie', '@fastify/session']
+  // and one of the session plugins: checked at registration (useSessions)
+  dependencies: ['@fastify/cookie']
 })
 export default totp
 

@@ -107,6 +107,11 @@ export interface FastifyTotpOptions {
   /** Milliseconds a store call may take before the request fails closed with 503. @default 2000 */
   timeout?: number
   /**
+   * Which session plugin keeps `request.session`: `'session'` (@fastify/session, server-side) or
+   * `'secure-session'` (@fastify/secure-session, an encrypted cookie). @default the one registered
+   */
+  session?: 'session' | 'secure-session'
+  /**
    * Copies of each tenant's settings, spread over hash slots so a user's gate check is one Redis
    * command on a cluster. Recorded in Redis at the first start: changing it later needs the
    * migration command. @default 64
@@ -118,6 +123,16 @@ export interface FastifyTotpOptions {
    * would let every enrolled user pass with the password alone. @default false
    */
   allowNewKeyPrefix?: boolean
+  /**
+   * Routes the app does not own (another plugin's swagger UI, health checks): `true` opts the
+   * request out of the gate, as `config: { totp: false }` does. Keep it cheap: it runs on every request.
+   */
+  skip?: (request: FastifyRequest) => boolean
+  /**
+   * Merged into every route of the plugin: `config` (e.g. `rateLimit`), `schema` (`tags`,
+   * `hide`), hooks (added before the plugin's own). The plugin's own settings win.
+   */
+  routeOptions?: Record<string, unknown>
   /** Builds a user's CASL ability; replaces the default rules. */
   defineAbilities?: AbilityBuilder
   /** Called with every audit event. Errors it throws are logged, not raised. */
@@ -162,19 +177,23 @@ export interface ResolvedOptions {
   /** IPv6 addresses are counted by networks of this prefix length. */
   ipv6PrefixLength: number
   timeout: number
+  /** The session plugin named by the `session` option; null: the one registered. */
+  session: 'session' | 'secure-session' | null
   settingsShards: number
   allowNewKeyPrefix: boolean
   keyRing: KeyRing | null
   defineAbilities?: AbilityBuilder
   onEvent?: FastifyTotpOptions['onEvent']
+  skip?: (request: FastifyRequest) => boolean
+  routeOptions: Record<string, unknown>
 }
 
 const KNOWN: Record<string, ReadonlyArray<string>> = {
   '': [
     'getUser', 'findUser', 'redis', 'store', 'encryptionKey', 'issuer', 'prefix', 'keyPrefix', 'algorithm', 'digits',
     'period', 'window', 'setupTtl', 'setupLimit', 'lockout', 'recoveryCodes', 'verifiedFor', 'trustDevice', 'ipLimit',
-    'timeout', 'settingsShards',
-    'allowNewKeyPrefix', 'defineAbilities', 'onEvent'
+    'timeout', 'settingsShards', 'session',
+    'allowNewKeyPrefix', 'skip', 'routeOptions', 'defineAbilities', 'onEvent'
   ],
   lockout: Object.keys(DEFAULT_LOCKOUT),
   ipLimit: Object.keys(DEFAULT_IP_LIMIT),
@@ -213,6 +232,11 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   fn('findUser', opts.findUser)
   fn('onEvent', opts.onEvent)
   fn('defineAbilities', opts.defineAbilities)
+  fn('skip', opts.skip)
+  const ro = opts.routeOptions
+  if (ro !== undefined && (ro === null || typeof ro !== 'object' || Array.isArray(ro))) {
+    fail('routeOptions must be an object')
+  }
   const issuer = opts.issuer ?? DEFAULT_ISSUER
   if (typeof issuer !== 'string' || issuer.trim() === '' || issuer.includes(':')) {
     fail('issuer must be a non-empty string without ":"')
@@ -288,6 +312,9 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   } else if (opts.redis !== undefined || opts.store !== undefined) {
     fail('encryptionKey is required with a Redis (or custom) store: secrets are sealed with AES-256-GCM at rest')
   }
+  if (opts.session !== undefined && opts.session !== 'session' && opts.session !== 'secure-session') {
+    fail(`session must be 'session' or 'secure-session', got ${String(opts.session)}`)
+  }
   if (opts.allowNewKeyPrefix !== undefined && typeof opts.allowNewKeyPrefix !== 'boolean') {
     fail('allowNewKeyPrefix must be a boolean')
   }
@@ -308,10 +335,13 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
     ip,
     ipv6PrefixLength,
     timeout: positiveInt('timeout', opts.timeout ?? DEFAULT_TIMEOUT, 60000),
+    session: opts.session ?? null,
     settingsShards: positiveInt('settingsShards', opts.settingsShards ?? DEFAULT_SETTINGS_SHARDS, 16384),
     allowNewKeyPrefix: opts.allowNewKeyPrefix === true,
     keyRing,
     defineAbilities: opts.defineAbilities,
-    onEvent: opts.onEvent
+    onEvent: opts.onEvent,
+    skip: opts.skip,
+    routeOptions: ro ?? {}
   }
 }

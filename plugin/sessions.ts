@@ -1,22 +1,23 @@
 import type { FastifyRequest } from 'fastify'
+import { sessionsOf } from './session-adapter.js'
 import type { UserRef } from './types.js'
 
 /**
- * A new session id once a code (or a trusted device) is verified; the app's own session data is
- * carried over. The mark remembers when, so that step-up (`maxAge`) and `verifiedFor` can ask again.
+ * A new session once a code (or a trusted device) is verified (a new id, or a new cookie); the
+ * app's own session data is carried over. The mark remembers when, so that step-up (`maxAge`)
+ * and `verifiedFor` can ask again.
  */
 export async function markVerified (
   request: FastifyRequest, ref: UserRef, gen: number, by: 'code' | 'device' = 'code'
 ): Promise<void> {
-  // the mark goes in with the new session's first write (the save on send then has nothing new)
+  const sessions = sessionsOf(request)
   const mark = { t: ref.tenant, u: ref.userId, g: gen, v: Date.now() }
-  request.session.totp = by === 'device' ? { ...mark, d: 1 } : mark
-  const keep = Object.keys(request.session).filter((k) => k !== 'cookie')
+  sessions.set(request, by === 'device' ? { ...mark, d: 1 } : mark)
   try {
-    await request.session.regenerate(keep)
+    await sessions.regenerate(request)
   } catch (err) {
     // fail closed: whichever session the request is left with is saved unverified
-    if (request.session) request.session.totp = undefined
+    sessions.clear(request)
     throw err
   }
 }

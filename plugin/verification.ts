@@ -85,7 +85,7 @@ async function attempt (ctx: TotpContext, c: CodeCheck, { gate, secret }: CheckS
   if (c.kind !== 'recover') {
     const key = openSecret(ctx, c.request, sealed, c.ref)
     const afterTimeStep = secret.lastStep >= 0 ? secret.lastStep : undefined
-    const v = verifyCode(key, c.request.body.code, ctx.opts.totp, { afterTimeStep })
+    const v = verifyCode(key, c.request.body.code.replaceAll(' ', ''), ctx.opts.totp, { afterTimeStep })
     step = v.valid ? v.timeStep : null
   }
   // recovery codes are bound to the secret's generation: a confirmation makes the next one

@@ -136,7 +136,9 @@ t.test('benchmark smoke: every scenario answers as expected; the flood (S4) lock
   t.equal(flood.verifiedSessions, 0, 'no flooded session is verified')
   t.equal(flood.consumedSteps, 0, 'no flooded user\'s step was consumed')
   t.equal(flood.lockedUsers, FLOOD_PER_SLOT, 'every attacked user is locked')
-  t.ok(flood.sessionsScanned >= seeded.sessions, 'every session scanned')
+  // a verification cut off by the end of the timed interleaved run (at most one per connection,
+  // 4) has dropped its old session and not yet saved the new one: the scan may miss those
+  t.ok(flood.sessionsScanned >= seeded.sessions - 4, `every session scanned (${flood.sessionsScanned} of ${seeded.sessions})`)
 
   const memory = await memoryPerUser(redis, keys, 'sess:', pop, 50)
   t.ok(memory.bytesPerUser > 0 && memory.keysPerUser >= 1, `memory per user measured (${Math.round(memory.bytesPerUser)} bytes)`)

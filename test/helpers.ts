@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession, { type SessionStore } from '@fastify/session'
-import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import { Redis, type Cluster } from 'ioredis'
 import type { Test } from 'tap'
 import totp, { type FastifyTotpOptions, type TotpUser } from '../plugin/index.js'
@@ -52,6 +52,11 @@ export interface BuildOptions {
   sessionTimeout?: number
   /** Called before the app is ready: a test's own hooks. */
   before?: (app: FastifyInstance) => void
+  /** Called before anything is registered: plugins an app registers first (rate limiting…). */
+  preRegister?: (app: FastifyInstance) => Promise<void>
+  /** Fastify's own options. @default logger off */
+  logger?: FastifyServerOptions['logger']
+  trustProxy?: boolean
 }
 
 /** A fresh prefix per test: tests never see each other's keys. */
@@ -76,7 +81,8 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
   const redis = opts.redis ?? new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
   const users = opts.users ?? USERS
   const events: Array<Record<string, unknown>> = []
-  const app = Fastify({ logger: false })
+  const app = Fastify({ logger: opts.logger ?? false, trustProxy: opts.trustProxy })
+  await opts.preRegister?.(app)
   const sessionStore = typeof opts.sessions === 'function' ? opts.sessions : (store: RedisSessionStore) => store
   await app.register(fastifyCookie)
   await app.register(fastifySession, {
@@ -87,20 +93,26 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built> {
   })
   const find = (tenant: string, id: string): TotpUser | null =>
     users.find((u) => u.id === id && (u.tenant ?? 'default') === tenant) ?? null
-  await app.register(totp, {
-    ...(opts.store === 'memory' ? {} : { redis }),
-    encryptionKey: KEY,
-    keyPrefix,
-    // every test has its own prefix on the one Redis (their records go with their keys)
-    allowNewKeyPrefix: true,
-    getUser: (request) => {
-      const s = request.session.get('uid' as never) as unknown as { id: string; tenant: string } | undefined
-      return s === undefined ? null : find(s.tenant, s.id)
-    },
-    findUser: find,
-    onEvent: (e) => { events.push({ ...e }) },
-    ...opts.plugin
-  })
+  // a registration that refuses (a test of bad options) leaves no client open
+  try {
+    await app.register(totp, {
+      ...(opts.store === 'memory' ? {} : { redis }),
+      encryptionKey: KEY,
+      keyPrefix,
+      // every test has its own prefix on the one Redis (their records go with their keys)
+      allowNewKeyPrefix: true,
+      getUser: (request) => {
+        const s = request.session.get('uid' as never) as unknown as { id: string; tenant: string } | undefined
+        return s === undefined ? null : find(s.tenant, s.id)
+      },
+      findUser: find,
+      onEvent: (e) => { events.push({ ...e }) },
+      ...opts.plugin
+    })
+  } catch (err) {
+    if (ownRedis) redis.disconnect()
+    throw err
+  }
   app.post<{ Body: { username: string; tenant?: string } }>('/login', { config: { totp: false } }, async (request) => {
     const user = find(request.body.tenant ?? 'default', request.body.username)
     if (user === null) throw Object.assign(new Error('no such user'), { statusCode: 401 })

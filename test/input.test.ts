@@ -10,7 +10,9 @@ const BAD_BODIES: Array<[string, string | undefined, Record<string, string>?]> =
   ['a number', JSON.stringify({ code: 123456 })],
   ['null', JSON.stringify({ code: null })],
   ['an array', JSON.stringify({ code: ['123456'] })],
-  ['spaces', JSON.stringify({ code: ' 123456' })],
+  ['a tab', JSON.stringify({ code: '123\t456' })],
+  ['a dash', JSON.stringify({ code: '123-456' })],
+  ['spaces but 7 digits', JSON.stringify({ code: '123 4567' })],
   ['an extra property', JSON.stringify({ code: '123456', admin: true })],
   ['__proto__', '{"code":"123456","__proto__":{"x":1}}'],
   ['no body', undefined],
@@ -61,4 +63,14 @@ t.test('S7 bad admin input gets 400', async (t) => {
   t.equal(long.statusCode, 414, 'a user id over the router\'s 100 characters')
   t.equal(long.json().code, 'FST_ERR_MAX_PARAM_LENGTH')
   t.equal((await admin.get('/totp/users/alice')).json().enforced, false, 'nothing changed')
+})
+
+t.test('S7 a code with spaces, as apps display it ("123 456"), is accepted', async (t) => {
+  await awayFromStepEdge(5000)
+  const { app } = await build(t)
+  const { secret } = await enrol(app, 'alice')
+  const a = new Agent(app)
+  await a.login('alice')
+  const code = codeFor(secret)
+  t.equal((await a.post('/totp/verify', { code: ` ${code.slice(0, 3)} ${code.slice(3)} ` })).statusCode, 200)
 })

@@ -12,6 +12,17 @@ t.test('README: the registration sample is the tested one, verbatim', async (t) 
   t.ok(readme.includes(sample.trim()), 'README.md contains test/fixtures/register-sample.ts')
 })
 
+t.test('README: every "Works with" snippet is the tested one, verbatim', async (t) => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const fixture = readFileSync(new URL('./fixtures/works-with.ts', import.meta.url), 'utf8')
+  const regions = [...fixture.matchAll(/ {2}\/\/ README ([\w-]+)\n([\s\S]*?)\n {2}\/\/ README end/g)]
+  t.ok(regions.length >= 5, `${regions.length} snippets`)
+  for (const [, name, body] of regions) {
+    const code = body.split('\n').map((l) => l.startsWith('  ') ? l.slice(2) : l).join('\n')
+    t.ok(readme.includes(code), `README.md shows the ${name} snippet of test/fixtures/works-with.ts`)
+  }
+})
+
 t.test('README: the registration sample works: sign in, enrol, gate, verify', async (t) => {
   // the sample imports the published name; point it at the source for the test
   const file = new URL('./fixtures/.register-sample.generated.ts', import.meta.url)

@@ -63,8 +63,12 @@ function toKey (id: string, key: Buffer | string): Buffer {
   let bytes: Buffer
   if (typeof key === 'string') {
     const text = key.trim()
-    if (!BASE64.test(text)) throw new TypeError(`key ${JSON.stringify(id)} is not valid base64`)
+    // a hex key or a passphrase is the usual mistake: say what is expected and how to make one
+    const expected = `key ${JSON.stringify(id)}: expected base64 of ${KEY_BYTES} bytes (openssl rand -base64 32)`
+    if (/^[0-9a-f]{64}$/i.test(text)) throw new TypeError(`${expected}, got what looks like hex`)
+    if (!BASE64.test(text)) throw new TypeError(`${expected}, got a string that is not base64 (a passphrase?)`)
     bytes = Buffer.from(text, 'base64')
+    if (bytes.length !== KEY_BYTES) throw new TypeError(`${expected}, got base64 of ${bytes.length} bytes`)
   } else if (key instanceof Uint8Array) {
     // A copy: the caller may reuse or wipe its buffer.
     bytes = Buffer.from(key)

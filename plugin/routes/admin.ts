@@ -6,7 +6,11 @@ import {
   refusal, SELF_ENFORCE, SELF_REVOKE, SELF_UNLOCK, targetSubject, type TotpAction, type TotpSubjectType
 } from '../policy/abilities.js'
 import { DEFAULT_TENANT, type TotpUser } from '../types.js'
-import { enforcementBody, userParams } from './schemas.js'
+import {
+  documented, enforcementAnswer, enforcementBody, errorAnswers, noContent, userParams, userStatusAnswer
+} from './schemas.js'
+
+const USER_ERRORS = { 404: 'FST_TOTP_USER_NOT_FOUND: unknown user, or one of another tenant' }
 
 type UserRoute = { Params: { userId: string } }
 
@@ -44,26 +48,57 @@ export function adminRoutes (scope: FastifyInstance, ctx: TotpContext, op: TotpO
     return { actor, target, tenant: ref.tenant }
   }
 
-  scope.get<UserRoute>('/users/:userId', { schema: { params: userParams } }, async (request) => {
+  scope.get<UserRoute>('/users/:userId', {
+    schema: {
+      params: userParams,
+      ...documented('A user\'s TOTP state', {
+        200: userStatusAnswer,
+        ...errorAnswers([400, 401, 403, 404, 500, 503], USER_ERRORS)
+      })
+    }
+  }, async (request) => {
     const { target, tenant } = await authorize(request, 'read', 'TotpStatus')
     return op.status(target, { tenant })
   })
 
-  scope.delete<UserRoute>('/users/:userId/secret', { schema: { params: userParams } }, async (request, reply) => {
+  scope.delete<UserRoute>('/users/:userId/secret', {
+    schema: {
+      params: userParams,
+      ...documented('Revoke a user\'s secret (and pending setup, recovery codes, lock)', {
+        204: noContent('Revoked; the user\'s sessions lose their verified state'),
+        ...errorAnswers([400, 401, 403, 404, 413, 500, 503], USER_ERRORS)
+      })
+    }
+  }, async (request, reply) => {
     const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret')
     await op.revoke(target.id, { tenant, actorId: actor.id, request })
     return reply.code(204).send()
   })
 
   // R10: whoever may revoke a user's secret may end that user's lock; never oneself
-  scope.delete<UserRoute>('/users/:userId/lock', { schema: { params: userParams } }, async (request, reply) => {
+  scope.delete<UserRoute>('/users/:userId/lock', {
+    schema: {
+      params: userParams,
+      ...documented('End a user\'s lock', {
+        204: noContent('Unlocked (also when there was no lock)'),
+        ...errorAnswers([400, 401, 403, 404, 413, 500, 503], USER_ERRORS)
+      })
+    }
+  }, async (request, reply) => {
     const { actor, target, tenant } = await authorize(request, 'revoke', 'TotpSecret', SELF_UNLOCK)
     await op.unlock(target.id, { tenant, actorId: actor.id, request })
     return reply.code(204).send()
   })
 
   scope.put<UserRoute & { Body: { enforced: boolean } }>('/users/:userId/enforcement', {
-    schema: { params: userParams, body: enforcementBody }
+    schema: {
+      params: userParams,
+      body: enforcementBody,
+      ...documented('Enforce TOTP for a user, or stop', {
+        200: enforcementAnswer,
+        ...errorAnswers([400, 401, 403, 404, 413, 500, 503], USER_ERRORS)
+      })
+    }
   }, async (request) => {
     const { actor, target, tenant } = await authorize(request, 'update', 'TotpEnforcement')
     await op.setEnforced(target.id, request.body.enforced, { tenant, actorId: actor.id, request })

@@ -10,7 +10,7 @@ import { markVerified } from '../sessions.js'
 import { encodeSecret, generateSecret, keyUri } from '../totp/index.js'
 import type { SetupResult, TotpUser } from '../types.js'
 import { decideCode, openSecret, SECRET_PURPOSE } from '../verification.js'
-import { BODY_LIMIT, codeBody } from './schemas.js'
+import { BODY_LIMIT, codeBody, confirmAnswer, documented, errorAnswers, setupAnswer } from './schemas.js'
 
 /** POST /setup and POST /setup/confirm: self-enrolment. */
 export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
@@ -26,6 +26,14 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   }
 
   scope.post('/setup', {
+    schema: documented('Start enrolment: a new secret, its key URI and QR code', {
+      201: setupAnswer,
+      ...errorAnswers([400, 401, 403, 409, 413, 429, 500, 503], {
+        403: 'FST_TOTP_CROSS_SITE',
+        409: 'FST_TOTP_ALREADY_ENABLED: a secret is active (only revocation clears it)',
+        429: 'FST_TOTP_SETUP_THROTTLED: too many new secrets in the `setupLimit` window; Retry-After (s)'
+      })
+    }),
     config: { totp: { allowSetupRequired: true } }
   }, async (request, reply) => {
     const { user, ref, state } = requireUser(request)
@@ -70,7 +78,18 @@ export function setupRoutes (scope: FastifyInstance, ctx: TotpContext): void {
 
   scope.post<{ Body: { code: string } }>('/setup/confirm', {
     bodyLimit: BODY_LIMIT,
-    schema: { body: codeBody(totp.digits) },
+    schema: {
+      body: codeBody(totp.digits),
+      ...documented('Confirm enrolment with a code from the authenticator', {
+        200: confirmAnswer,
+        ...errorAnswers([400, 401, 403, 404, 409, 413, 429, 500, 503], {
+          401: 'FST_TOTP_UNAUTHENTICATED, FST_TOTP_REQUIRED or FST_TOTP_INVALID_CODE (wrong or reused; counted)',
+          403: 'FST_TOTP_CROSS_SITE',
+          404: 'FST_TOTP_NO_PENDING_SETUP: no setup, or it expired',
+          409: 'FST_TOTP_ALREADY_ENABLED'
+        })
+      })
+    },
     config: { totp: { allowSetupRequired: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)

@@ -7,11 +7,26 @@ import {
 import { generateRecoveryCodes, normalizeRecoveryCode, recoveryHashes } from '../recovery.js'
 import { markVerified } from '../sessions.js'
 import { decideCode } from '../verification.js'
-import { BODY_LIMIT, codeBody, deviceParams, recoveryBody } from './schemas.js'
+import {
+  BODY_LIMIT, codeBody, deviceParams, devicesAnswer, documented, errorAnswers, noContent, recoverAnswer,
+  recoveryBody, recoveryCodesAnswer, statusAnswer, verifyAnswer
+} from './schemas.js'
+
+const SETUP_OR_CROSS_SITE = 'FST_TOTP_SETUP_REQUIRED (TOTP enforced, no active secret) or FST_TOTP_CROSS_SITE'
+// the code routes: 401 is also a wrong code, 409 no secret to check it against
+const CODE_ERRORS = {
+  401: 'FST_TOTP_UNAUTHENTICATED (nobody is signed in) or FST_TOTP_INVALID_CODE (wrong or reused; counted)',
+  403: SETUP_OR_CROSS_SITE,
+  409: 'FST_TOTP_NOT_ENABLED: no active secret'
+}
 
 /** GET /status, POST /verify and the recovery codes: the routes of an enrolled user's session. */
 export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   scope.get('/status', {
+    schema: documented('The signed-in user\'s TOTP state', {
+      200: statusAnswer,
+      ...errorAnswers([401, 500, 503], { 401: 'FST_TOTP_UNAUTHENTICATED: nobody is signed in' })
+    }),
     config: { totp: { allowUnverified: true, allowSetupRequired: true } }
   }, async (request) => {
     const { ref, state, verified } = requireUser(request)
@@ -32,7 +47,13 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   const trust = ctx.opts.trustDevice
   scope.post<{ Body: { code: string; trustDevice?: boolean } }>('/verify', {
     bodyLimit: BODY_LIMIT,
-    schema: { body: codeBody(ctx.opts.totp.digits, trust !== null) },
+    schema: {
+      body: codeBody(ctx.opts.totp.digits, trust !== null),
+      ...documented('Verify the session with a TOTP code (also a step-up)', {
+        200: verifyAnswer,
+        ...errorAnswers([400, 401, 403, 409, 413, 429, 500, 503], CODE_ERRORS)
+      })
+    },
     config: { totp: { allowUnverified: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
@@ -51,13 +72,27 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   })
 
   if (trust !== null) {
-    scope.get('/devices', async (request) => {
+    scope.get('/devices', {
+      schema: documented('The user\'s trusted devices', {
+        200: devicesAnswer,
+        ...errorAnswers([401, 403, 500, 503], { 403: 'FST_TOTP_SETUP_REQUIRED: TOTP enforced, no active secret' })
+      })
+    }, async (request) => {
       const { ref, state } = requireUser(request)
       const current = deviceCookie(request, trust.cookieName)?.id ?? null
       return { devices: listValid(await ctx.store.listDevices(ref), state.gen, current) }
     })
     scope.delete<{ Params: { deviceId: string } }>('/devices/:deviceId', {
-      schema: { params: deviceParams }
+      schema: {
+        params: deviceParams,
+        ...documented('Forget a trusted device', {
+          204: noContent('Forgotten: its cookie no longer passes sign-in'),
+          ...errorAnswers([400, 401, 403, 404, 413, 500, 503], {
+            403: SETUP_OR_CROSS_SITE,
+            404: 'FST_TOTP_DEVICE_NOT_FOUND: no trusted device of that id'
+          })
+        })
+      }
     }, async (request, reply) => {
       const { ref } = requireUser(request)
       const id = request.params.deviceId
@@ -74,7 +109,13 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   // R9: a recovery code instead of a TOTP code, once; a wrong one counts toward the lock (S4)
   scope.post<{ Body: { code: string } }>('/recover', {
     bodyLimit: BODY_LIMIT,
-    schema: { body: recoveryBody },
+    schema: {
+      body: recoveryBody,
+      ...documented('Verify the session with a recovery code (once each)', {
+        200: recoverAnswer,
+        ...errorAnswers([400, 401, 403, 409, 413, 429, 500, 503], CODE_ERRORS)
+      })
+    },
     config: { totp: { allowUnverified: true, readsCode: true } }
   }, async (request, reply) => {
     const { ref } = requireUser(request)
@@ -88,7 +129,15 @@ export function verifyRoutes (scope: FastifyInstance, ctx: TotpContext): void {
   })
 
   // R9: a new set replaces the old one, from a verified session
-  scope.post('/recovery-codes', async (request, reply) => {
+  scope.post('/recovery-codes', {
+    schema: documented('A new set of recovery codes, replacing the old one', {
+      201: recoveryCodesAnswer,
+      ...errorAnswers([400, 401, 403, 409, 413, 500, 503], {
+        403: SETUP_OR_CROSS_SITE,
+        409: 'FST_TOTP_NOT_ENABLED: no active secret'
+      })
+    })
+  }, async (request, reply) => {
     const { ref, state } = requireUser(request)
     if (!state.enabled) throw new TotpNotEnabledError()
     const recoveryCodes = generateRecoveryCodes(count)
