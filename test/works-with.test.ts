@@ -7,7 +7,11 @@ import t from 'tap'
 import type { Test } from 'tap'
 import type { FastifyTotpOptions } from '../plugin/index.js'
 import totp from '../plugin/index.js'
-import { behindProxy, errorHandler, injectTest, rateLimited, skipOthers } from './fixtures/works-with.js'
+import { randomBytes } from 'node:crypto'
+import {
+  behindProxy, cookieSessions, documented, errorHandler, injectTest, rateLimited, skipOthers
+} from './fixtures/works-with.js'
+import { generateCode, nextCode } from '../plugin/testing.js'
 import { Agent, deleteKeys, enrol, KEY, newPrefix, REDIS_URL, SESSION_SECRET, USERS } from './helpers.js'
 
 // The README's "Works with" snippets (test/fixtures/works-with.ts), run.
@@ -96,4 +100,51 @@ t.test('Works with other plugins\' routes: skip() lets them answer', async (t) =
   await browser.login('alice')
   t.equal((await browser.get('/documentation/json')).statusCode, 200)
   t.equal((await browser.get('/api/profile')).statusCode, 401)
+})
+
+t.test('Works with @fastify/swagger: the plugin\'s routes are documented, with the app\'s tags', async (t) => {
+  const a = await app(t, documented)
+  type Spec = { paths: Record<string, Record<string, { tags?: string[], responses: object }>> }
+  const spec = a.swagger() as unknown as Spec
+  t.same(spec.paths['/totp/verify'].post.tags, ['auth'])
+  t.ok(Object.keys(spec.paths['/totp/verify'].post.responses).includes('200'))
+})
+
+t.test('Works with @fastify/secure-session: sign in, enrol, a new session needs the code, verify', async (t) => {
+  const keyPrefix = newPrefix()
+  const a = Fastify()
+  t.teardown(async () => { await a.close(); await deleteKeys(redis, `${keyPrefix}*`) })
+  await cookieSessions(a, {
+    redis,
+    keyPrefix,
+    allowNewKeyPrefix: true,
+    encryptionKey: KEY,
+    issuer: 'Acme',
+    getUser: (request) => {
+      const id = (request.session as unknown as { get: (k: string) => string | undefined }).get('uid')
+      return USERS.find((u) => u.id === id && u.tenant === undefined) ?? null
+    }
+  }, randomBytes(32))
+  a.post<{ Body: { username: string } }>('/login', { config: { totp: false } }, async (request) => {
+    (request.session as unknown as { set: (k: string, v: string) => void }).set('uid', request.body.username)
+    return { ok: true }
+  })
+  a.get('/api/profile', async () => ({ ok: true }))
+  await a.ready()
+  let cookie = ''
+  const call = async (method: 'GET' | 'POST', url: string, payload?: object) => {
+    const res = await a.inject({ method, url, payload: payload ?? (method === 'POST' ? {} : undefined), headers: { cookie } })
+    const set = res.headers['set-cookie']
+    const first = Array.isArray(set) ? set[0] : set
+    if (first !== undefined) cookie = first.split(';')[0]
+    return res
+  }
+  await call('POST', '/login', { username: 'alice' })
+  const { secret } = (await call('POST', '/totp/setup')).json()
+  t.equal((await call('POST', '/totp/setup/confirm', { code: generateCode(secret) })).statusCode, 200)
+  cookie = ''
+  await call('POST', '/login', { username: 'alice' })
+  t.equal((await call('GET', '/api/profile')).json().code, 'FST_TOTP_REQUIRED')
+  t.equal((await call('POST', '/totp/verify', { code: nextCode(secret) })).statusCode, 200)
+  t.equal((await call('GET', '/api/profile')).statusCode, 200)
 })
