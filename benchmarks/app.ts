@@ -2,7 +2,7 @@
 //
 //   /health          no session read (no cookie), opted out of the gate (the ceiling)
 //   /base/profile    @fastify/session on RedisSessionStore, opted out of the gate (the baseline)
-//   /app/profile     the same route and session, gated by fastify-totp (gate, gate-plain)
+//   /app/profile     the same route and session, gated by fastify-totp-gate (gate, gate-plain)
 //   /app/step-up/profile  the same handler, a step-up route (config.totp.maxAge) (gate-policies)
 //   /app/totp/*      the plugin's routes (verify, flood)
 //
@@ -24,7 +24,7 @@ export const STEP_UP_MAX_AGE = 3600
 
 export interface BenchAppOptions {
   redis: Redis | Cluster
-  /** fastify-totp key prefix. */
+  /** fastify-totp-gate key prefix. */
   keyPrefix: string
   /** RedisSessionStore prefix. */
   sessionPrefix: string

@@ -174,7 +174,8 @@ export function renderNotes (r: BenchReport): string {
       'one per connection (session-only: as an app without the plugin keeps them; gate: verified sessions of ' +
       'enrolled users; gate-plain: sessions of users without TOTP; gate-policies: verified sessions of enrolled ' +
       'users holding a role the tenant enforces, on a step-up route), so that the two stores interleaved in one ' +
-      'run never rewrite each other\'s values; fastify-totp is registered at the root, /base and /health opt out ' +
+      'run never rewrite each other\'s values; fastify-totp-gate is registered at the root, ' +
+      '/base and /health opt out ' +
       '(config.totp false), so session-only pays nothing for the plugin.',
     `Seeding: ${fmt(r.seeding.enrolledUsers)} enrolled users, ${fmt(r.seeding.sessions)} sessions ` +
       `and ${fmt(r.seeding.settings ?? 0)} copies of a tenant's settings ` +
@@ -224,7 +225,7 @@ export function renderSvg (r: BenchReport): string {
     'font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="13">')
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`)
   out.push(`<text x="${left}" y="22" font-size="15" font-weight="600" fill="#222">` +
-    'fastify-totp: throughput ratio to its baseline (same run)</text>')
+    'fastify-totp-gate: throughput ratio to its baseline (same run)</text>')
   const subtitle = `${r.machine.cores} cores, Node ${r.machine.node}, Redis ${r.machine.redis}, ` +
     `${r.date.slice(0, 10)}; dashed line = target`
   out.push(`<text x="${left}" y="40" fill="#555">${esc(subtitle)}</text>`)

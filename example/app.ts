@@ -1,5 +1,5 @@
-// The example app: its own first factor (username + password), then fastify-totp.
-// In your app, import from 'fastify-totp' instead of '../plugin/index.js'.
+// The example app: its own first factor (username + password), then fastify-totp-gate.
+// In your app, import from 'fastify-totp-gate' instead of '../plugin/index.js'.
 import { randomBytes } from 'node:crypto'
 import { subject } from '@casl/ability'
 import fastifyCookie from '@fastify/cookie'
@@ -104,7 +104,7 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     encryptionKey: options.encryptionKey,
     keyPrefix,
     allowNewKeyPrefix: options.allowNewKeyPrefix,
-    issuer: 'fastify-totp demo',
+    issuer: 'fastify-totp-gate demo',
     lockout: options.lockout,
     recoveryCodes: { count: RECOVERY_CODES },
     // "Trust this browser for 30 days" on the verification page; User settings lists and forgets them

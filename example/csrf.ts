@@ -19,7 +19,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
  * enforcement, settings). Another site cannot read the token, and cannot even send a
  * custom header cross-origin without a CORS preflight, which this app never grants.
  * The session cookie is also SameSite. Register after @fastify/session and before
- * fastify-totp, so a forged request is refused before anything else looks at it.
+ * fastify-totp-gate, so a forged request is refused before anything else looks at it.
  */
 export function csrfProtection (app: FastifyInstance): void {
   app.get('/csrf', { config: { totp: false } }, async (request, reply) => {

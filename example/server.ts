@@ -8,7 +8,7 @@ try {
   config = configFromEnv(process.env)
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err
-  console.error(`fastify-totp example: ${err.message}`)
+  console.error(`fastify-totp-gate example: ${err.message}`)
   process.exit(1)
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import type { TotpUser } from '../plugin/index.js'
 
-/** A user of the demo: the identity fastify-totp needs, with tenant and parent filled in. */
+/** A user of the demo: the identity fastify-totp-gate needs, with tenant and parent filled in. */
 export interface DemoUser extends TotpUser {
   tenant: string
   parentId: string | null

@@ -50,6 +50,6 @@ export function lockOf (state: GateState): { locked: boolean; lockedUntil: strin
  */
 export function forbidden (request: FastifyRequest, why: string): Error {
   const m = /^([RS]\d+): (.*)$/s.exec(why)
-  request.log.info({ totp: { rule: m?.[1] ?? null, reason: why } }, 'fastify-totp: forbidden')
+  request.log.info({ totp: { rule: m?.[1] ?? null, reason: why } }, 'fastify-totp-gate: forbidden')
   return new TotpForbiddenError(m?.[2] ?? why)
 }

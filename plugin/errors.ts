@@ -38,6 +38,6 @@ export const TotpDeviceNotFoundError = refusal('FST_TOTP_DEVICE_NOT_FOUND', 'No 
 export const TotpUnavailableError = createError(
   'FST_TOTP_UNAVAILABLE', 'TOTP service unavailable, try again shortly', 503
 )
-export const TotpOptionsError = createError('FST_TOTP_OPTIONS', 'Invalid fastify-totp options: %s', 500)
+export const TotpOptionsError = createError('FST_TOTP_OPTIONS', 'Invalid fastify-totp-gate options: %s', 500)
 /** The app's `getUser` or `findUser` answered a user the plugin cannot key (see `userRef`). */
 export const TotpBadUserError = createError('FST_TOTP_BAD_USER', 'Unusable user from getUser/findUser: %s', 500)

@@ -27,7 +27,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
   // The gate guards the scope it is registered in: inside an encapsulated child scope, every
   // route outside it would answer without a code. Refused rather than guessed at.
   if (Object.getPrototypeOf(fastify) !== Object.prototype) {
-    throw new TotpOptionsError('register fastify-totp at the root of the app (or inside a fastify-plugin ' +
+    throw new TotpOptionsError('register fastify-totp-gate at the root of the app (or inside a fastify-plugin ' +
       'wrapped plugin): inside an encapsulated scope the gate would leave every other route unprotected')
   }
   // @fastify/session or @fastify/secure-session, chosen once (the option, else the one registered)
@@ -43,7 +43,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
       ...policy
     })
   } else {
-    fastify.log.warn('fastify-totp: in-memory store: state is per process and lost on restart; ' +
+    fastify.log.warn('fastify-totp-gate: in-memory store: state is per process and lost on restart; ' +
       'pass `redis` in production')
     store = new MemoryTotpStore(policy)
   }
@@ -58,11 +58,11 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
     })
   }
   if (opts.defaultIssuer) {
-    fastify.log.warn('fastify-totp: issuer is the default "fastify-totp": set it to your product\'s name')
+    fastify.log.warn('fastify-totp-gate: issuer is the default "fastify-totp-gate": set it to your product\'s name')
   }
   let keyRing = opts.keyRing
   if (keyRing === null) {
-    fastify.log.warn('fastify-totp: no encryptionKey: a random key for this process seals secrets ' +
+    fastify.log.warn('fastify-totp-gate: no encryptionKey: a random key for this process seals secrets ' +
       '(in-memory store only)')
     keyRing = createKeyRing(randomBytes(32))
   }
@@ -72,9 +72,10 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
     (request?.log ?? fastify.log).info({ totp: event }, `totp ${event.type}`)
     if (onEvent === undefined) return
     try {
-      Promise.resolve(onEvent(event)).catch((err: unknown) => fastify.log.error({ err }, 'fastify-totp onEvent failed'))
+      Promise.resolve(onEvent(event))
+        .catch((err: unknown) => fastify.log.error({ err }, 'fastify-totp-gate onEvent failed'))
     } catch (err) {
-      fastify.log.error({ err }, 'fastify-totp onEvent failed')
+      fastify.log.error({ err }, 'fastify-totp-gate onEvent failed')
     }
   }
 
@@ -98,7 +99,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
     if (warnedProxy || request.headers['x-forwarded-for'] === undefined) return
     if (request.ip !== request.socket.remoteAddress) return
     warnedProxy = true
-    request.log.warn('fastify-totp: X-Forwarded-For arrived but trustProxy is off: behind a proxy every client ' +
+    request.log.warn('fastify-totp-gate: X-Forwarded-For arrived but trustProxy is off: behind a proxy every client ' +
       'has its address, and shares one per-IP failure budget. Set trustProxy')
   })
 
@@ -117,7 +118,7 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
 /** The plugin: register it after @fastify/cookie and @fastify/session (or @fastify/secure-session). */
 export const totp = fp(fastifyTotp, {
   fastify: '5.x',
-  name: 'fastify-totp',
+  name: 'fastify-totp-gate',
   // and one of the session plugins: checked at registration (useSessions)
   dependencies: ['@fastify/cookie']
 })

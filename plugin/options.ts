@@ -67,7 +67,7 @@ export interface FastifyTotpOptions {
    * makes a random one per process when absent.
    */
   encryptionKey?: Buffer | string | KeyRingInput
-  /** Issuer shown in authenticator apps: set it to your product's name. @default 'fastify-totp' */
+  /** Issuer shown in authenticator apps: set it to your product's name. @default 'fastify-totp-gate' */
   issuer?: string
   /** URL prefix of the plugin's routes. @default '/totp' */
   prefix?: string
@@ -139,7 +139,7 @@ export interface FastifyTotpOptions {
   onEvent?: (event: TotpEvent) => void | Promise<void>
 }
 
-export const DEFAULT_ISSUER = 'fastify-totp'
+export const DEFAULT_ISSUER = 'fastify-totp-gate'
 export const DEFAULT_PREFIX = '/totp'
 export const DEFAULT_KEY_PREFIX = 'totp:'
 export const DEFAULT_SETUP_TTL = 600

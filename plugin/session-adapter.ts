@@ -77,11 +77,11 @@ export const cookieSessions: SessionAdapter = {
   }
 }
 
-const kSessions = Symbol('fastify-totp.sessions')
+const kSessions = Symbol('fastify-totp-gate.sessions')
 
 /**
  * Picks the adapter at registration: the `session` option, else the session plugin registered
- * before fastify-totp; refuses to start without one (`FST_TOTP_OPTIONS`). It is kept on the
+ * before fastify-totp-gate; refuses to start without one (`FST_TOTP_OPTIONS`). It is kept on the
  * instance for `sessionsOf()`.
  */
 export function useSessions (fastify: FastifyInstance, choice: SessionKind | null): SessionAdapter {
@@ -89,11 +89,11 @@ export function useSessions (fastify: FastifyInstance, choice: SessionKind | nul
   const cookie = fastify.hasPlugin('@fastify/secure-session')
   const kind = choice ?? (server ? 'session' : cookie ? 'secure-session' : null)
   if (kind === null) {
-    throw new TotpOptionsError('register @fastify/session or @fastify/secure-session before fastify-totp: ' +
+    throw new TotpOptionsError('register @fastify/session or @fastify/secure-session before fastify-totp-gate: ' +
       'the gate keeps its verified mark in request.session')
   }
   if (kind === 'session' ? !server : !cookie) {
-    throw new TotpOptionsError(`session is '${kind}' but @fastify/${kind} is not registered before fastify-totp`)
+    throw new TotpOptionsError(`session is '${kind}' but @fastify/${kind} is not registered before fastify-totp-gate`)
   }
   // both registered: request.session is @fastify/session's (the other has another sessionName)
   if (kind === 'secure-session' && (server || !fastify.hasRequestDecorator('session'))) {

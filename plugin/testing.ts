@@ -1,5 +1,5 @@
 // Helpers for an app's own tests: the code an authenticator app would show, without writing
-// RFC 6238 by hand. Import from 'fastify-totp/testing'; never in production code.
+// RFC 6238 by hand. Import from 'fastify-totp-gate/testing'; never in production code.
 import { decodeSecret, DEFAULT_TOTP_PARAMS, generateCode as codeAt, type HashAlgorithm } from './totp/index.js'
 
 export interface CodeOptions {

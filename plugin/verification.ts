@@ -110,7 +110,7 @@ export function openSecret (ctx: TotpContext, request: FastifyRequest, sealed: s
     return open(ctx.keyRing, sealed, { ...ref, purpose: SECRET_PURPOSE })
   } catch (err) {
     request.log.error({ err, totp: { tenant: ref.tenant, userId: ref.userId } },
-      'fastify-totp: a sealed secret did not open (missing key or tampered record)')
+      'fastify-totp-gate: a sealed secret did not open (missing key or tampered record)')
     throw new TotpUnavailableError({ cause: err })
   }
 }
@@ -127,7 +127,7 @@ function ipOf (ctx: TotpContext, request: FastifyRequest): string | null {
   const bucket = ipBucket(request.ip, ctx.opts.ipv6PrefixLength)
   if (bucket === null && !warnedNoIp) {
     warnedNoIp = true
-    request.log.warn({ ip: request.ip }, 'fastify-totp: a request without an IP address skips the per-IP budget ' +
+    request.log.warn({ ip: request.ip }, 'fastify-totp-gate: a request without an IP address skips the per-IP budget ' +
       '(behind a proxy or on a unix socket, set trustProxy)')
   }
   return bucket

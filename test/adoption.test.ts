@@ -90,7 +90,7 @@ t.test('a warning when X-Forwarded-For arrives and trustProxy is off (every clie
   t.equal(quiet.filter((l) => l.includes('trustProxy')).length, 0, 'not with trustProxy')
 })
 
-t.test('fastify-totp/testing: generateCode and nextCode give the codes an authenticator app shows', async (t) => {
+t.test('fastify-totp-gate/testing: generateCode and nextCode give the codes an authenticator app shows', async (t) => {
   await awayFromStepEdge(5000)
   const { app } = await build(t)
   const a = new Agent(app)

@@ -204,8 +204,8 @@ t.test('the seed in a browser: enrol, verify, recovery codes, revoke, enforce, s
     const uri = await scanQrCode(alice)
     t.equal(uri.protocol, 'otpauth:')
     t.equal(uri.host, 'totp')
-    t.equal(decodeURIComponent(uri.pathname), '/fastify-totp demo:alice', 'label Issuer:account')
-    t.equal(uri.searchParams.get('issuer'), 'fastify-totp demo')
+    t.equal(decodeURIComponent(uri.pathname), '/fastify-totp-gate demo:alice', 'label Issuer:account')
+    t.equal(uri.searchParams.get('issuer'), 'fastify-totp-gate demo')
     const secret = uri.searchParams.get('secret') ?? ''
     t.match(secret, /^[A-Z2-7]{32}$/, '160-bit secret')
     t.equal(await alice.locator('code.secret').textContent(), secret, 'the same secret is shown for manual entry')

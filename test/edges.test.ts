@@ -256,13 +256,13 @@ t.test('S9 the key layout is recorded at the first start; another settingsShards
   }
   await (await start({ keyPrefix: prefix, settingsShards: 8 })).close()
   t.equal(await client.hget(`${prefix}layout`, 'shards'), '8', 'recorded')
-  await t.rejects(start({ keyPrefix: prefix, settingsShards: 16 }), { code: 'FST_TOTP_OPTIONS', message: /settingsShards is 16.*8 shards.*fastify-totp-migrate/s })
+  await t.rejects(start({ keyPrefix: prefix, settingsShards: 16 }), { code: 'FST_TOTP_OPTIONS', message: /settingsShards is 16.*8 shards.*fastify-totp-gate-migrate/s })
   await t.rejects(start({ keyPrefix: other, settingsShards: 8 }), { code: 'FST_TOTP_OPTIONS', message: /new to this Redis/ })
   await (await start({ keyPrefix: other, settingsShards: 8, allowNewKeyPrefix: true })).close()
   t.equal(await client.hget(LAYOUT_REGISTRY, other), '8', 'a second deployment, allowed, is recorded too')
 })
 
-t.test('S9 fastify-totp-migrate moves the keys to a new layout: the enrolled user still needs a code, and it verifies', async (t) => {
+t.test('S9 fastify-totp-gate-migrate moves the keys to a new layout: the enrolled user still needs a code, and it verifies', async (t) => {
   await awayFromStepEdge()
   const prefix = newPrefix()
   const moved = newPrefix()

@@ -360,7 +360,7 @@ function startServer (
 t.test('the server refuses to start with Redis but without TOTP_ENCRYPTION_KEY', async (t) => {
   const run = await startServer({ REDIS_URL: 'redis://127.0.0.1:6379', SESSION_SECRET: 's'.repeat(32), PORT: '0' }, /$^/)
   t.equal(run.code, 1)
-  t.match(run.out, /fastify-totp example: TOTP_ENCRYPTION_KEY is required with Redis/)
+  t.match(run.out, /fastify-totp-gate example: TOTP_ENCRYPTION_KEY is required with Redis/)
 })
 
 t.test('npm start: in-memory store, one line says so, the sign-in page is served', async (t) => {

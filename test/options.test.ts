@@ -12,7 +12,7 @@ const getUser = (): null => null
 t.test('options: defaults', async (t) => {
   const o = resolveOptions({ getUser })
   t.match(o, {
-    issuer: 'fastify-totp',
+    issuer: 'fastify-totp-gate',
     prefix: '/totp',
     keyPrefix: 'totp:',
     totp: { algorithm: 'sha1', digits: 6, period: 30, window: 1 },

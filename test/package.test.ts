@@ -25,7 +25,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 const PEERS = ['fastify', '@fastify/cookie', '@fastify/session', 'ioredis']
 
 // `npm pack` once for the file (prepack builds dist/ first: npm run build)
-const packDir = mkdtempSync(join(tmpdir(), 'fastify-totp-pack-'))
+const packDir = mkdtempSync(join(tmpdir(), 'fastify-totp-gate-pack-'))
 t.teardown(() => rmSync(packDir, { recursive: true, force: true }))
 let packed: { tarball: string, files: string[] } | undefined
 function pack (): { tarball: string, files: string[] } {
@@ -47,7 +47,7 @@ t.test('package: fastify, @fastify/cookie, @fastify/session and ioredis are peer
 })
 
 t.test('package: the packed tarball imports, finds its Lua scripts and type-checks in a consumer (nodenext and bundler)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fastify-totp-consumer-'))
+  const dir = mkdtempSync(join(tmpdir(), 'fastify-totp-gate-consumer-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const { tarball, files } = pack()
   t.ok(files.includes('dist/plugin/index.d.ts'), 'declarations are packed')
@@ -200,7 +200,7 @@ const consumerApp = (name: string): string => `
 `
 
 t.test('package: `npm install` of the packed tarball beside ioredis 5 and 6 (fastify 5, @fastify/cookie 11, @fastify/session 11) resolves without --legacy-peer-deps; setup, confirm, gate and verify work', async (t) => {
-  const work = mkdtempSync(join(tmpdir(), 'fastify-totp-install-'))
+  const work = mkdtempSync(join(tmpdir(), 'fastify-totp-gate-install-'))
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
   const { tarball } = pack()
   // the parent npm's settings (npm test sets npm_config_*) are not the app's
@@ -251,4 +251,20 @@ t.test('package: `npm install` of the packed tarball beside ioredis 5 and 6 (fas
       }, `enrolled, gated and verified on ioredis ${manifest('ioredis').version}; its keys removed`)
     })
   }
+})
+
+t.test('package: a name of its own (the npm registry answers 404 for it: not an unrelated package), with repository, homepage, bugs, keywords and a CHANGELOG', async (t) => {
+  const meta = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>
+  t.equal(meta.name, 'fastify-totp-gate')
+  for (const field of ['repository', 'homepage', 'bugs', 'keywords']) t.ok(meta[field], `${field} is set`)
+  t.ok(readFileSync(join(root, 'CHANGELOG.md'), 'utf8').includes('## [Unreleased]'), 'a CHANGELOG')
+  let out = ''
+  try {
+    out = execFileSync('npm', ['view', String(meta.name), 'name', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 })
+  } catch (err) {
+    out = String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '')
+  }
+  t.match(out, /E404|404 Not Found/, `npm view ${String(meta.name)}: not published by anyone else`)
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  t.notMatch(readme, /from 'fastify-totp'|from 'fastify-totp\//, 'the README imports the package by its name')
 })

@@ -27,8 +27,8 @@ t.test('README: the registration sample works: sign in, enrol, gate, verify', as
   // the sample imports the published name; point it at the source for the test
   const file = new URL('./fixtures/.register-sample.generated.ts', import.meta.url)
   writeFileSync(file, sample
-    .replace("from 'fastify-totp/session-store'", "from '../../plugin/session-store.js'")
-    .replace("from 'fastify-totp'", "from '../../plugin/index.js'"))
+    .replace("from 'fastify-totp-gate/session-store'", "from '../../plugin/session-store.js'")
+    .replace("from 'fastify-totp-gate'", "from '../../plugin/index.js'"))
   // kept (git-ignored): tap's coverage report reads it after the run
   process.env.SESSION_SECRET = 'x'.repeat(32)
   process.env.TOTP_ENCRYPTION_KEY = randomBytes(32).toString('base64')

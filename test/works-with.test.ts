@@ -86,7 +86,7 @@ t.test('Works with an error handler: the plugin\'s refusals keep their status an
   t.equal(res.json().code, 'FST_TOTP_REQUIRED')
 })
 
-t.test('Works with inject tests: fastify-totp/testing computes the codes', async (t) => {
+t.test('Works with inject tests: fastify-totp-gate/testing computes the codes', async (t) => {
   const a = await app(t, plain)
   const login = await a.inject({ method: 'POST', url: '/login', payload: { username: 'alice' } })
   const cookie = `sessionId=${login.cookies.find((c) => c.name === 'sessionId')!.value}`

@@ -403,7 +403,7 @@ const pages = {
     const main = $('main')
     if (user === undefined) return show($('.error', main), `No user "${id}".`)
     fillUser(user)
-    document.title = `${user.id} · Administration · fastify-totp demo`
+    document.title = `${user.id} · Administration · fastify-totp-gate demo`
     const base = `/totp/users/${encodeURIComponent(user.id)}`
     const form = $('#login-options-form')
     const ok = $('.ok', form)

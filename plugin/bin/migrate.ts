@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// fastify-totp-migrate: moves a deployment's TOTP keys to a new key layout (keyPrefix,
+// fastify-totp-gate-migrate: moves a deployment's TOTP keys to a new key layout (keyPrefix,
 // settingsShards). Stop every instance first; start them with the new options afterwards.
 import { parseArgs } from 'node:util'
 import { Cluster, Redis } from 'ioredis'
@@ -15,7 +15,7 @@ const { values } = parseArgs({
     'to-shards': { type: 'string' }
   }
 })
-const usage = 'usage: fastify-totp-migrate (--redis redis://host:6379 | --cluster host:port,…) [--prefix totp:] ' +
+const usage = 'usage: fastify-totp-gate-migrate (--redis redis://host:6379 | --cluster host:port,…) [--prefix totp:] ' +
   '[--to-prefix P] --from-shards N [--to-shards M]'
 const shards = (v: string | undefined, name: string): number => {
   const n = Number(v)

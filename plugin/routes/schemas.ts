@@ -259,7 +259,7 @@ export function strictInput (scope: FastifyInstance): void {
       (err.code?.startsWith('FST_ERR_CTP_') === true && err.statusCode !== 413) ||
       err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
     if (malformed) return reply.send(new TotpBadRequestError(err.message))
-    if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'fastify-totp error')
+    if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'fastify-totp-gate error')
     return reply.send(err)
   })
 }

@@ -37,7 +37,7 @@ async function checkEviction (client: Redis | Cluster, warn: (message: string) =
       const reply = await node.config('GET', 'maxmemory-policy') as string[]
       policy = reply[1]
     } catch (err) {
-      warn(`fastify-totp: cannot read maxmemory-policy (${(err as Error).message}); make sure this Redis uses ` +
+      warn(`fastify-totp-gate: cannot read maxmemory-policy (${(err as Error).message}); make sure this Redis uses ` +
         'noeviction or a volatile-* policy: an evicted user record lets that user in without a code')
       return
     }
@@ -66,7 +66,7 @@ async function checkLayout (
     if (live.length > 0 && !allowNew) {
       throw new TotpOptionsError(`keyPrefix ${JSON.stringify(keyPrefix)} is new to this Redis, which holds TOTP ` +
         `state under ${live.map((p) => JSON.stringify(p)).join(', ')}: with a changed keyPrefix every enrolled user ` +
-        'would pass without a code. Move the keys with `fastify-totp-migrate`, or set allowNewKeyPrefix: true ' +
+        'would pass without a code. Move the keys with `fastify-totp-gate-migrate`, or set allowNewKeyPrefix: true ' +
         'for a second deployment')
     }
     await client.hsetnx(recordKey(keyPrefix), 'shards', String(settingsShards))
@@ -75,7 +75,8 @@ async function checkLayout (
   if (shards !== settingsShards) {
     throw new TotpOptionsError(`settingsShards is ${settingsShards}, but this Redis holds the keys under ` +
       `${JSON.stringify(keyPrefix)} in ${shards} shards: every enrolled user would pass without a code. Move the ` +
-      `keys with \`fastify-totp-migrate --prefix ${keyPrefix} --from-shards ${shards} --to-shards ${settingsShards}\`` +
+      `keys with \`fastify-totp-gate-migrate --prefix ${keyPrefix} --from-shards ${shards} ` +
+      `--to-shards ${settingsShards}\`` +
       `, or set settingsShards: ${shards}`)
   }
   await client.hset(LAYOUT_REGISTRY, keyPrefix, String(shards))

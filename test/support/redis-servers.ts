@@ -148,7 +148,7 @@ class RedisProcess {
   #log: string[] = []
 
   constructor (readonly port: number, readonly extraArgs: (dir: string) => string[] = () => []) {
-    this.dir = mkdtempSync(path.join(os.tmpdir(), `fastify-totp-redis-${port}-`))
+    this.dir = mkdtempSync(path.join(os.tmpdir(), `fastify-totp-gate-redis-${port}-`))
     dirs.add(this.dir)
   }
 
