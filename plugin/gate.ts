@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { userRef, type TotpContext } from './context.js'
 import { deviceCookie, deviceValid } from './devices.js'
 import {
-  TotpRequiredError, TotpSetupRequiredError, TotpStepUpRequiredError, TotpUnavailableError
+  TotpBadUserError, TotpRequiredError, TotpSetupRequiredError, TotpStepUpRequiredError, TotpUnavailableError
 } from './errors.js'
 import type { SessionAdapter } from './session-adapter.js'
 import { markVerified } from './sessions.js'
@@ -49,7 +49,11 @@ export function createGate (ctx: TotpContext, sessions: SessionAdapter) {
     const mark = sessions.get(request)
     // a trusted device is looked up (in the same command) only for a session not verified yet
     const device = trustDevice !== null && !fresh(mark, ref, now) ? deviceCookie(request, trustDevice.cookieName) : null
-    const roles = Array.isArray(user.roles) ? user.roles : []
+    // roles of another shape would silently turn role enforcement off: refused like a bad id
+    const roles = user.roles
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) {
+      throw new TotpBadUserError('roles must be an array of strings')
+    }
     const query = { roles, device: device?.id ?? null, mode: 'gate' as const }
     let state: GateState
     if (config?.readsCode === true) {
@@ -95,7 +99,8 @@ function decide (
       throw refusal(reply, new TotpRequiredError())
     }
     const maxAge = config?.maxAge
-    if (maxAge !== undefined && (mark?.d === 1 || now - (mark?.v ?? 0) > maxAge * 1000)) {
+    // written so that a maxAge that is not a number refuses (routes are also checked at start)
+    if (maxAge !== undefined && (mark?.d === 1 || !(now - (mark?.v ?? 0) <= maxAge * 1000))) {
       throw refusal(reply, new TotpStepUpRequiredError())
     }
     return

@@ -7,7 +7,7 @@ import { createKeyRing } from './crypto/seal.js'
 import { TotpOptionsError } from './errors.js'
 import { createGate } from './gate.js'
 import { createOperator } from './operator.js'
-import { resolveOptions, type FastifyTotpOptions } from './options.js'
+import { checkRouteConfig, resolveOptions, type FastifyTotpOptions } from './options.js'
 import { defineTotpAbilities } from './policy/abilities.js'
 import { adminRoutes } from './routes/admin.js'
 import { withRouteOptions } from './routes/merge.js'
@@ -90,17 +90,21 @@ async function fastifyTotp (fastify: FastifyInstance, options: FastifyTotpOption
   fastify.decorate('totp', operator)
   fastify.decorateRequest('totp', null)
   fastify.addHook('preValidation', createGate(ctx, sessions))
+  // a route's TOTP settings are checked as it is declared (a maxAge of '5m' would be no step-up)
+  fastify.addHook('onRoute', (route) => checkRouteConfig(route.url, route.config?.totp))
 
   // a request that came through a proxy, to an app that does not trust it: every client shares
   // the proxy's address, so one IP budget (S4) would lock everyone out
   // (trustProxy off: request.ip is the socket's address whatever the header says)
   let warnedProxy = false
-  fastify.addHook('onRequest', async (request) => {
-    if (warnedProxy || request.headers['x-forwarded-for'] === undefined) return
-    if (request.ip !== request.socket.remoteAddress) return
-    warnedProxy = true
-    request.log.warn('fastify-totp-gate: X-Forwarded-For arrived but trustProxy is off: behind a proxy every client ' +
-      'has its address, and shares one per-IP failure budget. Set trustProxy')
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const forwarded = request.headers['x-forwarded-for'] !== undefined
+    if (!warnedProxy && forwarded && request.ip === request.socket.remoteAddress) {
+      warnedProxy = true
+      request.log.warn('fastify-totp-gate: X-Forwarded-For arrived but trustProxy is off: behind a proxy every ' +
+        'client has its address, and shares one per-IP failure budget. Set trustProxy')
+    }
+    done()
   })
 
   await fastify.register(async (scope) => {

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { lockOf, type TotpContext } from './context.js'
+import { lockOf, userRef, type TotpContext } from './context.js'
 import { TotpBadRequestError } from './errors.js'
 import type { TotpAbility } from './policy/abilities.js'
 import { DEFAULT_TENANT, type TenantSettings, type TotpUser } from './types.js'
@@ -76,16 +76,19 @@ function checkSettings (s: TenantSettings): void {
 export function createOperator (ctx: TotpContext): TotpOperator {
   const { store } = ctx
   const statuses: TotpOperator['statuses'] = async (users, { tenant = DEFAULT_TENANT } = {}) => {
+    // ids and tenant checked as the gate checks them (FST_TOTP_BAD_USER)
     const items = users.map((u) => typeof u === 'string'
-      ? { ref: { tenant, userId: u }, roles: [] }
-      : { ref: { tenant, userId: u.id }, roles: u.roles ?? [] })
+      ? { ref: userRef({ id: u, tenant }), roles: [] }
+      : { ref: userRef({ id: u.id, tenant }), roles: Array.isArray(u.roles) ? u.roles : [] })
     const looks = await store.looks(items)
     return looks.map(({ state: s, recoveryCodesLeft }, i) => ({
       userId: items[i].ref.userId,
       enabled: s.enabled,
       enforced: s.enforced,
       setupRequired: !s.enabled && (s.enforced || s.enforceAll || s.roleEnforced),
-      setupDeadline: !s.enabled && s.setupDeadline > 0 ? new Date(s.setupDeadline).toISOString() : null,
+      setupDeadline: !s.enabled && (s.enforced || s.enforceAll || s.roleEnforced) && s.setupDeadline > 0
+        ? new Date(s.setupDeadline).toISOString()
+        : null,
       ...lockOf(s),
       recoveryCodesLeft: s.enabled ? recoveryCodesLeft : 0
     }))

@@ -203,6 +203,8 @@ const KNOWN: Record<string, ReadonlyArray<string>> = {
 }
 
 const fail = (message: string): never => { throw new TotpOptionsError(message) }
+const ROUTE_OPTIONS = new Set(['config', 'schema', 'logLevel', 'onRequest', 'preParsing', 'preValidation', 'preHandler',
+  'preSerialization', 'onSend', 'onResponse', 'onTimeout', 'onError', 'onRequestAbort'])
 const int = (name: string, v: unknown, min: number, max: number): number =>
   (Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max)
     ? v as number
@@ -236,6 +238,15 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
   const ro = opts.routeOptions
   if (ro !== undefined && (ro === null || typeof ro !== 'object' || Array.isArray(ro))) {
     fail('routeOptions must be an object')
+  }
+  // only what cannot weaken the plugin's routes: no validator, error handler or body limit of the app's
+  for (const [k, v] of Object.entries(ro ?? {})) {
+    if (!ROUTE_OPTIONS.has(k)) fail(`routeOptions.${k} is not allowed (allowed: ${[...ROUTE_OPTIONS].join(', ')})`)
+    if (k === 'schema') {
+      for (const s of Object.keys(v as object)) {
+        if (s !== 'tags' && s !== 'hide') fail(`routeOptions.schema.${s} is not allowed (allowed: tags, hide)`)
+      }
+    }
   }
   const issuer = opts.issuer ?? DEFAULT_ISSUER
   if (typeof issuer !== 'string' || issuer.trim() === '' || issuer.includes(':')) {
@@ -343,5 +354,19 @@ export function resolveOptions (opts: FastifyTotpOptions): ResolvedOptions {
     onEvent: opts.onEvent,
     skip: opts.skip,
     routeOptions: ro ?? {}
+  }
+}
+
+/** Checks a route's `config.totp` (R11, R12) as it is declared; throws FST_TOTP_OPTIONS. */
+export function checkRouteConfig (url: string, c: unknown): void {
+  if (c === undefined || c === false) return
+  if (c === null || typeof c !== 'object') fail(`route ${url}: config.totp must be false or an object`)
+  const o = c as Record<string, unknown>
+  for (const k of ['allowUnverified', 'allowSetupRequired', 'required', 'readsCode']) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') fail(`route ${url}: config.totp.${k} must be a boolean`)
+  }
+  const maxAge = o.maxAge
+  if (maxAge !== undefined && !(typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge > 0)) {
+    fail(`route ${url}: config.totp.maxAge must be a number of seconds > 0, got ${JSON.stringify(maxAge)}`)
   }
 }

@@ -66,7 +66,7 @@ export interface GateState {
   roleEnforced: boolean
   /**
    * Epoch ms until which an enforced user without TOTP may keep working (the tenant's
-   * `gracePeriod`, R14, counted from the first request the gate saw them enforced); 0: none.
+   * `gracePeriod` as set now, R14, counted from the first request the gate saw them enforced); 0: none.
    */
   setupDeadline: number
   /** Bumped by every activation and revocation: a verified session remembers it. */

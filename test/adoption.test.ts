@@ -31,14 +31,19 @@ t.test('routeOptions are merged into every plugin route: config and hooks; the p
         schema: { tags: ['security'] },
         onRequest: async (request: FastifyRequest) => {
           seen.push(`${request.url} ${String((request.routeOptions.config as { audit?: string }).audit)}`)
-        },
-        bodyLimit: 10
+        }
       }
     }
   })
   const { agent } = await enrol(app, 'alice')
   t.ok(seen.includes('/totp/setup totp') && seen.includes('/totp/setup/confirm totp'), 'the app\'s hook and config on plugin routes')
-  t.equal((await agent.post('/totp/verify', { code: '123456' })).statusCode, 401, 'the plugin\'s own bodyLimit wins (no 413)')
+  t.equal((await agent.post('/totp/verify', { code: '123456' })).statusCode, 401)
+  const weakening = [{ bodyLimit: 10 }, { attachValidation: true }, { errorHandler: () => {} },
+    { schema: { body: {} } }]
+  for (const bad of weakening) {
+    await t.rejects(build(t, { plugin: { routeOptions: bad } }), { code: 'FST_TOTP_OPTIONS' },
+      `routeOptions ${Object.keys(bad)[0]} refused: it could weaken the plugin's routes`)
+  }
   const unverified = new Agent(app)
   await unverified.login('admin')
   await enrol(app, 'admin')

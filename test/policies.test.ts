@@ -210,3 +210,34 @@ t.test('R13/R14 app.totp.statuses answers many users in order, roles counted', a
   t.match(by.bob, { enabled: false, setupRequired: false })
   t.same((await app.totp.statuses(['alice', 'creator'])).map((x) => x.setupRequired), [false, false], 'ids: roles unknown')
 })
+
+t.test('R12 a maxAge that is not a number of seconds is refused when the route is declared (no silent pass)', async (t) => {
+  for (const maxAge of ['300', '5m', Number.NaN, 0, -1]) {
+    await t.rejects(build(t, { redis, before: (a) => { a.get('/x', { config: { totp: { maxAge: maxAge as number } } }, async () => 'x') } }),
+      { code: 'FST_TOTP_OPTIONS', message: /maxAge/ }, `maxAge ${String(maxAge)}`)
+  }
+  await t.rejects(build(t, { redis, before: (a) => { a.get('/y', { config: { totp: { required: 'yes' as never } } }, async () => 'y') } }),
+    { code: 'FST_TOTP_OPTIONS' })
+})
+
+t.test('R14 the deadline follows the grace period as set now: lowering it to 0 ends every running grace', async (t) => {
+  const { app } = await build(t)
+  await app.totp.setSettings({ enforceAll: true, gracePeriod: 86400 })
+  const bob = new Agent(app)
+  await bob.login('bob')
+  t.equal((await bob.get('/api/profile')).statusCode, 200, 'within a day\'s grace')
+  await app.totp.setSettings({ gracePeriod: 0 })
+  t.equal((await bob.get('/api/profile')).json().code, 'FST_TOTP_SETUP_REQUIRED', 'no grace any more')
+  await app.totp.setSettings({ gracePeriod: 86400 })
+  t.equal((await bob.get('/api/profile')).statusCode, 200, 'a day again, from the first request seen')
+})
+
+t.test('R13 roles of another shape than an array of strings are refused (FST_TOTP_BAD_USER), never read as none', async (t) => {
+  const users = [{ id: 'odd', parentId: null, roles: 'ROLE_X' as unknown as string[] }]
+  const { app } = await build(t, { users })
+  const a = new Agent(app)
+  await a.login('odd')
+  const res = await a.get('/api/profile')
+  t.equal(res.statusCode, 500)
+  t.equal(res.json().code, 'FST_TOTP_BAD_USER')
+})

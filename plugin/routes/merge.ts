@@ -29,7 +29,7 @@ export function mergeRouteOptions (route: Options, extra: Options): void {
         ...(tags !== undefined ? { tags } : {}),
         ...(hide !== undefined ? { hide } : {})
       }
-    } else if (route[key] === undefined) route[key] = value
+    } else if (route[key] === undefined) route[key] = value // logLevel (the options allow nothing else)
   }
 }
 

@@ -69,8 +69,9 @@ export class MemoryTotpStore implements TotpStore {
     const enforced = row?.e === true || t?.enforceAll === true || roleEnforced
     if (q.mode !== 'look' && row?.s === undefined && (row?.d ?? 0) === 0 && (t?.gracePeriod ?? 0) > 0 && enforced) {
       row = this.row(ref)
-      row.d = Date.now() + t!.gracePeriod * 1000
+      row.d = Date.now() // first seen enforced: the deadline follows the grace period set now
     }
+    const grace = t?.gracePeriod ?? 0
     if (row?.dx !== undefined && row.dx <= Date.now()) {
       delete row.dv
       delete row.dx
@@ -82,7 +83,7 @@ export class MemoryTotpStore implements TotpStore {
       lockedUntil: row?.k ?? 0,
       enforceAll: t?.enforceAll === true,
       roleEnforced,
-      setupDeadline: row?.d ?? 0,
+      setupDeadline: (row?.d ?? 0) > 0 && grace > 0 ? row!.d! + grace * 1000 : 0,
       device: q.device === null ? '' : row?.dv?.get(q.device) ?? ''
     }
   }

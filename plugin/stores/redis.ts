@@ -221,7 +221,9 @@ export class RedisTotpStore implements TotpStore {
     const bySlot = new Map<string, number[]>()
     items.forEach(({ ref }, i) => {
       const slot = this.standalone ? '' : this.keys.userTag(ref)
-      bySlot.set(slot, [...(bySlot.get(slot) ?? []), i])
+      const group = bySlot.get(slot)
+      if (group === undefined) bySlot.set(slot, [i])
+      else group.push(i)
     })
     const out: LookResult[] = new Array(items.length)
     await Promise.all([...bySlot.values()].map(async (indexes) => {
