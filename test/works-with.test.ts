@@ -19,24 +19,26 @@ import { Agent, deleteKeys, enrol, KEY, newPrefix, REDIS_URL, SESSION_SECRET, US
 const redis = new Redis(REDIS_URL)
 t.teardown(() => redis.disconnect())
 
+// the plugin's options of these apps: both session plugins answer session.get('uid')
+const options = (keyPrefix: string): FastifyTotpOptions => ({
+  redis,
+  keyPrefix,
+  allowNewKeyPrefix: true,
+  encryptionKey: KEY,
+  issuer: 'Acme',
+  getUser: (request) => {
+    const id = (request.session as unknown as { get: (k: string) => string | undefined }).get('uid')
+    return USERS.find((u) => u.id === id && u.tenant === undefined) ?? null
+  }
+})
+
 async function app (t: Test, register: (app: FastifyInstance, options: FastifyTotpOptions) => Promise<void>,
   base: FastifyInstance = Fastify(), extra: Partial<FastifyTotpOptions> = {}): Promise<FastifyInstance> {
   const keyPrefix = newPrefix()
   t.teardown(async () => { await base.close(); await deleteKeys(redis, `${keyPrefix}*`) })
   await base.register(fastifyCookie)
   await base.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
-  await register(base, {
-    redis,
-    keyPrefix,
-    allowNewKeyPrefix: true,
-    encryptionKey: KEY,
-    issuer: 'Acme',
-    getUser: (request) => {
-      const id = request.session.get('uid' as never) as string | undefined
-      return USERS.find((u) => u.id === id && u.tenant === undefined) ?? null
-    },
-    ...extra
-  })
+  await register(base, { ...options(keyPrefix), ...extra })
   base.post<{ Body: { username: string } }>('/login', { config: { totp: false } }, async (request) => {
     request.session.set('uid' as never, request.body.username as never)
     return { ok: true }
@@ -114,17 +116,7 @@ t.test('Works with @fastify/secure-session: sign in, enrol, a new session needs 
   const keyPrefix = newPrefix()
   const a = Fastify()
   t.teardown(async () => { await a.close(); await deleteKeys(redis, `${keyPrefix}*`) })
-  await cookieSessions(a, {
-    redis,
-    keyPrefix,
-    allowNewKeyPrefix: true,
-    encryptionKey: KEY,
-    issuer: 'Acme',
-    getUser: (request) => {
-      const id = (request.session as unknown as { get: (k: string) => string | undefined }).get('uid')
-      return USERS.find((u) => u.id === id && u.tenant === undefined) ?? null
-    }
-  }, randomBytes(32))
+  await cookieSessions(a, options(keyPrefix), randomBytes(32))
   a.post<{ Body: { username: string } }>('/login', { config: { totp: false } }, async (request) => {
     (request.session as unknown as { set: (k: string, v: string) => void }).set('uid', request.body.username)
     return { ok: true }

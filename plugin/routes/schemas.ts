@@ -109,6 +109,15 @@ export function documented (summary: string, response: Record<number, object>) {
 
 const nullableTime = (description: string) => ({ type: ['string', 'null'], format: 'date-time', description })
 
+// what /status and /users/:userId both say of a user's state
+const userState = {
+  setupRequired: { type: 'boolean' },
+  setupDeadline: nullableTime('End of the grace period of an enforced user without TOTP'),
+  locked: { type: 'boolean' },
+  lockedUntil: nullableTime('End of the lock; null when not locked or locked until unlocked'),
+  recoveryCodesLeft: { type: 'integer', minimum: 0 }
+} as const
+
 /** GET /status. */
 export const statusAnswer = {
   type: 'object',
@@ -119,11 +128,7 @@ export const statusAnswer = {
     enabled: { type: 'boolean', description: 'An active secret' },
     enforced: { type: 'boolean', description: 'Effective: for the user, the whole tenant or one of their roles' },
     verified: { type: 'boolean', description: 'This session has verified a code' },
-    setupRequired: { type: 'boolean' },
-    setupDeadline: nullableTime('End of the grace period of an enforced user without TOTP'),
-    locked: { type: 'boolean' },
-    lockedUntil: nullableTime('End of the lock; null when not locked or locked until unlocked'),
-    recoveryCodesLeft: { type: 'integer', minimum: 0 }
+    ...userState
   }
 } as const
 
@@ -217,11 +222,7 @@ export const userStatusAnswer = {
     userId: { type: 'string' },
     enabled: { type: 'boolean' },
     enforced: { type: 'boolean', description: 'The per-user flag' },
-    setupRequired: { type: 'boolean' },
-    setupDeadline: nullableTime('End of the grace period of an enforced user without TOTP'),
-    locked: { type: 'boolean' },
-    lockedUntil: nullableTime('End of the lock; null when not locked or locked until unlocked'),
-    recoveryCodesLeft: { type: 'integer', minimum: 0 }
+    ...userState
   }
 } as const
 
