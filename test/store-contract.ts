@@ -322,6 +322,8 @@ export function storeContract (t: Test, name: string, make: (policy: StorePolicy
     await s.setSettings(tenant, { enforceAll: true, enforceRoles: [], gracePeriod: 60 })
     const u = ref(tenant)
     t.equal((await s.gate(u)).setupDeadline, 0, 'a look starts nothing')
+    t.equal((await s.check(u)).gate.setupDeadline, 0, 'nor a code check\'s read without a request')
+    t.equal((await s.gate(u)).setupDeadline, 0)
     const before = Date.now()
     const first = (await s.gate(u, { roles: [], device: null, mode: 'gate' })).setupDeadline
     t.ok(first >= before + 59_000 && first <= Date.now() + 60_000, 'now + 60 s')

@@ -201,7 +201,7 @@ export class RedisTotpStore implements TotpStore {
     await prepareRedis(this.client, { keyPrefix: this.keys.prefix, settingsShards: this.keys.shards }, opts)
   }
 
-  private gateArgs (ref: UserRef, mode: 'gate' | 'look' | 'check', q: GateQuery): string[] {
+  private gateArgs (ref: UserRef, mode: 'gate' | 'look' | 'check' | 'peek', q: GateQuery): string[] {
     const k = this.keys
     const tag = k.userTag(ref)
     return [k.user(ref, tag), k.settingsFor(ref, tag), k.pending(ref, tag), k.devices(ref, tag), mode, q.device ?? '',
@@ -213,7 +213,8 @@ export class RedisTotpStore implements TotpStore {
   }
 
   async check (ref: UserRef, q: GateQuery = LOOK): Promise<CheckState> {
-    return decodeCheckReply(await this.client.totpGate(...this.gateArgs(ref, 'check', q)))
+    // without a request of the user (no query): the secrets only, nothing started
+    return decodeCheckReply(await this.client.totpGate(...this.gateArgs(ref, q.mode === 'look' ? 'peek' : 'check', q)))
   }
 
   // many users' reads in pipelines, one per slot (a cluster pipeline stays in one slot)
