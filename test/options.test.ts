@@ -166,3 +166,11 @@ t.test('S6 a custom store answering with another promise implementation is await
   t.equal(res.statusCode, 503, 'no state: no pass')
   t.equal(res.json().code, 'FST_TOTP_UNAVAILABLE')
 })
+
+t.test('S10 durability (replica acknowledgement) is not offered yet: the option is refused at start, never silently ignored', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, { secret: SESSION_SECRET, cookie: { secure: false } })
+  app.register(totp, { getUser, encryptionKey: KEY, durability: { replicas: 1, timeout: 100 } } as never)
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_TOTP_OPTIONS', message: /unknown option durability/ })
+})
