@@ -47,8 +47,9 @@ export function createGate (ctx: TotpContext, sessions: SessionAdapter) {
     const ref = userRef(user)
     const now = Date.now()
     const mark = sessions.get(request)
+    const own = fresh(mark, ref, now)
     // a trusted device is looked up (in the same command) only for a session not verified yet
-    const device = trustDevice !== null && !fresh(mark, ref, now) ? deviceCookie(request, trustDevice.cookieName) : null
+    const device = trustDevice !== null && !own ? deviceCookie(request, trustDevice.cookieName) : null
     // roles of another shape would silently turn role enforcement off: refused like a bad id
     const roles = user.roles
     if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) {
@@ -67,7 +68,7 @@ export function createGate (ctx: TotpContext, sessions: SessionAdapter) {
     if (typeof state?.enabled !== 'boolean') {
       throw new TotpUnavailableError({ cause: new TypeError('the store answered no gate state') })
     }
-    let verified = state.enabled && fresh(mark, ref, now) && mark!.g === state.gen
+    let verified = state.enabled && own && mark!.g === state.gen
     // revoked or re-enrolled since, expired, or another user: the session loses its verified state
     if (!verified && mark != null) sessions.clear(request)
     // a trusted device passes an enrolled user who is not locked (a lock means someone is guessing)
